@@ -1,0 +1,224 @@
+"""Model configurations: the UNet3D switches, the image Resampler, the forward-process
+settings, and named presets for the open checkpoints and UniVG's three models.
+
+Field values of the full presets follow the published inference configs of
+VideoCrafter1/2 and DynamiCrafter (the "lvdm" code base); see shared/FACTS.md section 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    in_channels: int = 4
+    out_channels: int = 4
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    # downsample factors (1, 2, 4, ...) at which spatial + temporal transformers run
+    attention_resolutions: tuple[int, ...] = (4, 2, 1)
+    num_head_channels: int = 64
+    transformer_depth: int = 1
+    context_dim: int = 1024
+    use_linear: bool = True  # linear (not 1x1 conv) proj_in / proj_out in the transformers
+    temporal_conv: bool = True
+    temporal_attention: bool = True
+    use_relative_position: bool = False  # VideoCrafter1-1024 temporal attention
+    temporal_length: int = 16
+    addition_attention: bool = True  # the extra `init_attn` temporal block after input_blocks.0
+    addition_attention_heads: int = 8
+    # Multi-condition Cross Attention: image tokens through to_k_ip / to_v_ip
+    image_cross_attention: bool = False
+    text_context_len: int = 77  # where a combined context splits into text | image tokens
+    image_cross_attention_scale: float = 1.0
+    image_cross_attention_scale_learnable: bool = False  # DynamiCrafter-256's `alpha` gate
+    # DynamiCrafter gives each frame its own 16 image tokens when the count is frames*16
+    image_tokens_per_frame: Optional[int] = None
+    fs_condition: bool = True
+    default_fs: int = 16
+    fps_embedding_key: str = "fps_embedding"  # its name in the checkpoint file
+    norm_groups: int = 32
+
+    @property
+    def time_embed_dim(self) -> int:
+        return self.model_channels * 4
+
+    @property
+    def spatial_downsample(self) -> int:
+        """Latent height and width must be multiples of this."""
+        return 2 ** (len(self.channel_mult) - 1)
+
+
+@dataclass(frozen=True)
+class ResamplerConfig:
+    dim: int = 1024
+    depth: int = 4
+    dim_head: int = 64
+    heads: int = 12
+    num_queries: int = 16
+    embedding_dim: int = 1280
+    output_dim: int = 1024
+    ff_mult: int = 4
+    video_length: Optional[int] = None  # queries per frame x frames when set
+
+    @property
+    def total_queries(self) -> int:
+        return self.num_queries * (self.video_length or 1)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    linear_start: float = 0.00085
+    linear_end: float = 0.012
+    timesteps: int = 1000
+    zero_terminal_snr: bool = False
+    # DynamiCrafter's scale_arr base (0.7 at 512, 0.3 at 1024); VideoCrafter's scale_b; None = off
+    scale_base: Optional[float] = None
+    scale_steps: int = 400
+    timestep_spacing: str = "uniform"  # or "uniform_trailing"
+    scale_factor: float = 0.18215  # VAE latent scale
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str
+    unet: UNetConfig
+    image_proj: Optional[ResamplerConfig] = None
+    prediction: str = "eps"  # "eps" or "v"
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    default_fps: int = 16
+    guidance_scale: float = 7.5
+    guidance_rescale: float = 0.0
+    # Biased Gaussian Noise window (paper 3.4); None for models not trained with BGN
+    bgn_t_m: Optional[int] = None
+    bgn_t_n: Optional[int] = None
+
+    def with_unet(self, **changes) -> "ModelConfig":
+        return replace(self, unet=replace(self.unet, **changes))
+
+
+_DC_RESAMPLER = ResamplerConfig(video_length=16)
+_VC_RESAMPLER = ResamplerConfig(video_length=None)
+
+PRESETS: dict[str, ModelConfig] = {
+    "videocrafter2_t2v_512": ModelConfig(
+        family="videocrafter2_t2v_512",
+        unet=UNetConfig(default_fs=28),
+        default_fps=28,
+        guidance_scale=12.0,
+    ),
+    "videocrafter1_t2v_1024": ModelConfig(
+        family="videocrafter1_t2v_1024",
+        unet=UNetConfig(temporal_conv=False, use_relative_position=True, default_fs=28),
+        schedule=ScheduleConfig(scale_base=0.7),
+        default_fps=28,
+        guidance_scale=12.0,
+    ),
+    "videocrafter1_i2v_512": ModelConfig(
+        family="videocrafter1_i2v_512",
+        unet=UNetConfig(image_cross_attention=True, default_fs=8),
+        image_proj=_VC_RESAMPLER,
+        schedule=ScheduleConfig(scale_base=0.7),
+        default_fps=8,
+        guidance_scale=12.0,
+    ),
+    "dynamicrafter_256": ModelConfig(
+        family="dynamicrafter_256",
+        unet=UNetConfig(
+            in_channels=8,
+            image_cross_attention=True,
+            image_cross_attention_scale_learnable=True,
+            image_tokens_per_frame=16,
+            default_fs=3,
+            fps_embedding_key="framestride_embed",
+        ),
+        image_proj=_DC_RESAMPLER,
+        default_fps=3,
+        guidance_scale=7.5,
+    ),
+    "dynamicrafter_512": ModelConfig(
+        family="dynamicrafter_512",
+        unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=24),
+        image_proj=_DC_RESAMPLER,
+        prediction="v",
+        schedule=ScheduleConfig(zero_terminal_snr=True, scale_base=0.7, timestep_spacing="uniform_trailing"),
+        default_fps=24,
+        guidance_scale=7.5,
+        guidance_rescale=0.7,
+    ),
+    "dynamicrafter_1024": ModelConfig(
+        family="dynamicrafter_1024",
+        unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=10),
+        image_proj=_DC_RESAMPLER,
+        prediction="v",
+        schedule=ScheduleConfig(zero_terminal_snr=True, scale_base=0.3, timestep_spacing="uniform_trailing"),
+        default_fps=10,
+        guidance_scale=7.5,
+        guidance_rescale=0.7,
+    ),
+    # UniVG (paper 3.2, 4.1). F_B: text and/or image through MCA, eps-prediction.
+    "univg_base": ModelConfig(
+        family="univg_base",
+        unet=UNetConfig(image_cross_attention=True, image_tokens_per_frame=16, default_fs=8),
+        image_proj=_DC_RESAMPLER,
+        default_fps=8,
+        guidance_scale=7.5,
+    ),
+    # F_A: F_B with the first-frame latent concatenated (C -> 2C), BGN 600..990.
+    "univg_animation": ModelConfig(
+        family="univg_animation",
+        unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=8),
+        image_proj=_DC_RESAMPLER,
+        default_fps=8,
+        guidance_scale=7.5,
+        bgn_t_m=600,
+        bgn_t_n=990,
+    ),
+    # F_SR: text-only cross attention, v-prediction, BGN 0..700.
+    "univg_sr": ModelConfig(
+        family="univg_sr",
+        unet=UNetConfig(default_fs=8),
+        prediction="v",
+        schedule=ScheduleConfig(zero_terminal_snr=True),
+        default_fps=8,
+        guidance_scale=7.5,
+        bgn_t_m=0,
+        bgn_t_n=700,
+    ),
+}
+
+# Tiny versions of every preset for CPU tests: same module graph, a few channels.
+TINY_UNET = dict(
+    model_channels=32,
+    channel_mult=(1, 2),
+    attention_resolutions=(2, 1),
+    num_head_channels=16,
+    context_dim=32,
+    temporal_length=8,
+)
+TINY_RESAMPLER = dict(dim=32, depth=1, dim_head=8, heads=2, num_queries=4, embedding_dim=24, output_dim=32, ff_mult=2)
+
+
+def tiny(config: ModelConfig) -> ModelConfig:
+    image_proj = config.image_proj
+    if image_proj is not None:
+        video_length = 4 if image_proj.video_length else None
+        image_proj = replace(image_proj, **TINY_RESAMPLER, video_length=video_length)
+    unet_changes = dict(TINY_UNET)
+    if config.unet.image_tokens_per_frame:
+        unet_changes["image_tokens_per_frame"] = TINY_RESAMPLER["num_queries"]
+    return replace(config, family=config.family, unet=replace(config.unet, **unet_changes), image_proj=image_proj)
+
+
+for _name in list(PRESETS):
+    PRESETS[f"tiny_{_name}"] = tiny(PRESETS[_name])
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; expected one of: {', '.join(sorted(PRESETS))}") from None

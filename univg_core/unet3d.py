@@ -1,0 +1,235 @@
+"""The compact UNet3D shared by UniVG's base, animation and super-resolution models.
+
+It is the lvdm video UNet (VideoCrafter1/2, DynamiCrafter) with the same module tree,
+so their checkpoints load key-for-key. Call: `unet(x, timesteps, context=ctx, fs=fps)`
+with x [B, C, T, H, W]; ctx holds the text tokens, optionally followed by the image
+tokens (as in the original models), or the image tokens come separately through
+`image_context` (the ComfyUI path, where prompts can be longer than 77 tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from .configs import UNetConfig
+from .layers import GroupNorm32, timestep_embedding, zero_init
+from .resblock import Downsample, ResBlock, Upsample
+from .transformer import SpatialTransformer, TemporalTransformer
+
+Number = Union[int, float]
+
+
+class UNetStage(nn.ModuleList):
+    """One `input_blocks.N` / `middle_block` / `output_blocks.N` entry: layers applied in order."""
+
+    def forward(self, h, emb, text, image, batch):
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                h = layer(h, emb, batch)
+            elif isinstance(layer, SpatialTransformer):
+                h = layer(h, text, image)
+            elif isinstance(layer, TemporalTransformer):
+                frames_batch, channels, height, width = h.shape
+                video = h.view(batch, frames_batch // batch, channels, height, width).transpose(1, 2)
+                h = layer(video).transpose(1, 2).reshape(frames_batch, channels, height, width)
+            else:
+                h = layer(h)
+        return h
+
+
+class UNet3D(nn.Module):
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        self.gradient_checkpointing = False
+        mc, emb_dim, groups = config.model_channels, config.time_embed_dim, config.norm_groups
+
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if config.fs_condition:
+            self.fps_embedding = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            zero_init(self.fps_embedding[2])
+
+        self.input_blocks = nn.ModuleList([UNetStage([nn.Conv2d(config.in_channels, mc, 3, padding=1)])])
+        if config.addition_attention:
+            self.init_attn = UNetStage(
+                [
+                    TemporalTransformer(
+                        mc,
+                        config.addition_attention_heads,
+                        config.num_head_channels,
+                        depth=config.transformer_depth,
+                        use_linear=False,  # the originals build this one with conv projections
+                        norm_groups=groups,
+                        relative_length=self._relative_length(),
+                    )
+                ]
+            )
+
+        skip_channels = [mc]
+        ch, ds = mc, 1
+        for level, mult in enumerate(config.channel_mult):
+            for _ in range(config.num_res_blocks):
+                layers = [self._resblock(ch, mult * mc)]
+                ch = mult * mc
+                if ds in config.attention_resolutions:
+                    layers += self._transformers(ch)
+                self.input_blocks.append(UNetStage(layers))
+                skip_channels.append(ch)
+            if level != len(config.channel_mult) - 1:
+                self.input_blocks.append(UNetStage([Downsample(ch)]))
+                skip_channels.append(ch)
+                ds *= 2
+
+        self.middle_block = UNetStage([self._resblock(ch, ch), *self._transformers(ch), self._resblock(ch, ch)])
+
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(config.channel_mult))):
+            for i in range(config.num_res_blocks + 1):
+                layers = [self._resblock(ch + skip_channels.pop(), mult * mc)]
+                ch = mult * mc
+                if ds in config.attention_resolutions:
+                    layers += self._transformers(ch)
+                if level and i == config.num_res_blocks:
+                    layers.append(Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(UNetStage(layers))
+
+        self.out = nn.Sequential(
+            GroupNorm32(groups, ch), nn.SiLU(), zero_init(nn.Conv2d(mc, config.out_channels, 3, padding=1))
+        )
+
+    def _relative_length(self) -> Optional[int]:
+        return self.config.temporal_length if self.config.use_relative_position else None
+
+    def _resblock(self, channels_in: int, channels_out: int) -> ResBlock:
+        c = self.config
+        return ResBlock(channels_in, c.time_embed_dim, channels_out, temporal_conv=c.temporal_conv, norm_groups=c.norm_groups)
+
+    def _transformers(self, ch: int) -> list[nn.Module]:
+        c = self.config
+        heads, head_dim = ch // c.num_head_channels, c.num_head_channels
+        layers: list[nn.Module] = [
+            SpatialTransformer(
+                ch,
+                heads,
+                head_dim,
+                c.context_dim,
+                depth=c.transformer_depth,
+                use_linear=c.use_linear,
+                norm_groups=c.norm_groups,
+                image_branch=c.image_cross_attention,
+                image_scale=c.image_cross_attention_scale,
+                image_gate=c.image_cross_attention_scale_learnable,
+            )
+        ]
+        if c.temporal_attention:
+            layers.append(
+                TemporalTransformer(
+                    ch,
+                    heads,
+                    head_dim,
+                    depth=c.transformer_depth,
+                    use_linear=c.use_linear,
+                    norm_groups=c.norm_groups,
+                    relative_length=self._relative_length(),
+                )
+            )
+        return layers
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.out[2].weight.dtype
+
+    def _per_sample(self, value, batch: int, device, default: Number) -> torch.Tensor:
+        if value is None:
+            value = default
+        value = torch.as_tensor(value, device=device, dtype=torch.float32).flatten()
+        if value.numel() == 1:
+            return value.expand(batch)
+        if value.numel() != batch:
+            raise ValueError(f"expected one value or {batch} values (one per batch entry), got {value.numel()}")
+        return value
+
+    def split_context(
+        self, context: torch.Tensor, image_context: Optional[torch.Tensor], batch: int, frames: int
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Per-frame text and image token tensors, [(b t), L, C] each."""
+        c = self.config
+        if context is None:
+            raise ValueError("the UNet needs a text context [B, L, context_dim] (the encoding of '' for none)")
+        if context.ndim != 3 or context.shape[-1] != c.context_dim:
+            raise ValueError(f"context must be [B, L, {c.context_dim}], got {list(context.shape)}")
+        if image_context is None and c.image_cross_attention and context.shape[1] > c.text_context_len:
+            context, image_context = context[:, : c.text_context_len], context[:, c.text_context_len :]
+
+        def batched(tokens: torch.Tensor, what: str) -> torch.Tensor:
+            if tokens.shape[0] == batch:
+                return tokens
+            if tokens.shape[0] == 1:
+                return tokens.expand(batch, -1, -1)
+            raise ValueError(f"{what} has batch {tokens.shape[0]}, expected 1 or {batch} to match the latent")
+
+        text = batched(context, "context").repeat_interleave(frames, dim=0)
+        if image_context is None or not c.image_cross_attention:
+            return text, None
+        if image_context.ndim != 3 or image_context.shape[-1] != c.context_dim:
+            raise ValueError(f"image_context must be [B, L, {c.context_dim}], got {list(image_context.shape)}")
+        image = batched(image_context, "image_context")
+        per_frame = c.image_tokens_per_frame
+        if per_frame and image.shape[1] == frames * per_frame:
+            image = image.reshape(batch * frames, per_frame, image.shape[-1])
+        else:
+            image = image.repeat_interleave(frames, dim=0)
+        return text, image
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps,
+        context: Optional[torch.Tensor] = None,
+        fs=None,
+        image_context: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        c = self.config
+        if x.ndim != 5 or x.shape[1] != c.in_channels:
+            raise ValueError(f"x must be [B, {c.in_channels}, T, H, W], got {list(x.shape)}")
+        batch, channels, frames, height, width = x.shape
+        step = c.spatial_downsample
+        if height % step or width % step:
+            raise ValueError(
+                f"latent height and width must be multiples of {step} (image size multiples of {8 * step}), "
+                f"got {height}x{width}"
+            )
+        dtype = self.dtype
+        timesteps = self._per_sample(timesteps, batch, x.device, 0)
+        emb = self.time_embed(timestep_embedding(timesteps, c.model_channels).to(dtype))
+        if c.fs_condition:
+            fs = self._per_sample(fs, batch, x.device, c.default_fs)
+            emb = emb + self.fps_embedding(timestep_embedding(fs, c.model_channels).to(dtype))
+        emb = emb.repeat_interleave(frames, dim=0)
+        text, image = self.split_context(context, image_context, batch, frames)
+        text = text.to(dtype)
+        image = None if image is None else image.to(dtype)
+
+        h = x.transpose(1, 2).reshape(batch * frames, channels, height, width).to(dtype)
+        skips = []
+        for index, stage in enumerate(self.input_blocks):
+            h = self._run(stage, h, emb, text, image, batch)
+            if index == 0 and c.addition_attention:
+                h = self._run(self.init_attn, h, emb, text, image, batch)
+            skips.append(h)
+        h = self._run(self.middle_block, h, emb, text, image, batch)
+        for stage in self.output_blocks:
+            h = self._run(stage, torch.cat([h, skips.pop()], dim=1), emb, text, image, batch)
+        out = self.out(h)
+        out = out.view(batch, frames, -1, height, width).transpose(1, 2)
+        return out.to(x.dtype).contiguous()
+
+    def _run(self, stage: UNetStage, h, emb, text, image, batch):
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(stage, h, emb, text, image, batch, use_reentrant=False)
+        return stage(h, emb, text, image, batch)
