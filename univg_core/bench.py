@@ -1,0 +1,109 @@
+"""Benchmarks at real shapes. Times are measured here, never in tests.
+
+    python -m univg_core.bench unet --preset videocrafter2_t2v_512 --frames 16 --height 320 --width 512
+
+prints seconds per UNet call (batch 2, as under classifier-free guidance) and peak
+memory, on CPU or CUDA, with random weights of the full-size preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import torch
+
+from .configs import PRESETS, get_preset
+from .unet3d import UNet3D
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _peak_memory_gib(device: torch.device) -> tuple[str, float]:
+    if device.type == "cuda":
+        return "cuda_max_allocated", torch.cuda.max_memory_allocated(device) / 2**30
+    # ru_maxrss is KiB on Linux: the whole process's peak resident set
+    return "process_peak_rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def bench_unet(args: argparse.Namespace) -> dict:
+    config = get_preset(args.preset)
+    device = torch.device(args.device)
+    dtype = DTYPES[args.dtype]
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNet3D(config.unet).to(dtype).eval()
+    parameters = sum(p.numel() for p in unet.parameters())
+    latent_h, latent_w = args.height // 8, args.width // 8
+    generator = torch.Generator(device).manual_seed(0)
+    x = torch.randn(args.batch, config.unet.in_channels, args.frames, latent_h, latent_w, generator=generator, device=device)
+    context = torch.randn(args.batch, 77, config.unet.context_dim, generator=generator, device=device)
+    image_context = None
+    if config.unet.image_cross_attention and config.image_proj is not None:
+        image_context = torch.randn(
+            args.batch, config.image_proj.total_queries, config.unet.context_dim, generator=generator, device=device
+        )
+    timesteps = torch.full((args.batch,), 500, device=device)
+
+    def call():
+        with torch.inference_mode():
+            out = unet(x, timesteps, context=context, image_context=image_context, fs=config.default_fps)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+
+    for _ in range(args.warmup):
+        call()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        out = call()
+        times.append(time.perf_counter() - start)
+    memory_kind, peak = _peak_memory_gib(device)
+    return {
+        "bench": "unet",
+        "preset": args.preset,
+        "parameters": parameters,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
+        "input": [args.batch, config.unet.in_channels, args.frames, latent_h, latent_w],
+        "output_finite": bool(torch.isfinite(out).all()),
+        "seconds_per_call": min(times),
+        "seconds_all": [round(t, 3) for t in times],
+        memory_kind + "_gib": round(peak, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m univg_core.bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    unet = sub.add_parser("unet", help="seconds per UNet call and peak memory at a real shape")
+    unet.add_argument("--preset", default="videocrafter2_t2v_512", choices=sorted(PRESETS))
+    unet.add_argument("--frames", type=int, default=16)
+    unet.add_argument("--height", type=int, default=320, help="pixels; the latent is height/8")
+    unet.add_argument("--width", type=int, default=512, help="pixels; the latent is width/8")
+    unet.add_argument("--batch", type=int, default=2, help="2 = conditional + unconditional under guidance")
+    unet.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    unet.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
+    unet.add_argument("--warmup", type=int, default=None, help="default: 1 on CUDA, 0 on CPU")
+    unet.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.height % 64 or args.width % 64:
+        parser.error(f"--height and --width must be multiples of 64, got {args.height}x{args.width}")
+    cuda = args.device.startswith("cuda")
+    args.dtype = args.dtype or ("fp16" if cuda else "fp32")
+    args.warmup = args.warmup if args.warmup is not None else (1 if cuda else 0)
+    result = bench_unet(args)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

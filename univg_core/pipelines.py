@@ -1,0 +1,257 @@
+"""UniVG's three generation paths as plain functions over a denoiser, a VAE-like
+encoder/decoder and tensors. Latent videos are [B, C, T, h, w]; pixel videos are
+[T, 3, H, W] in [-1, 1]. The ComfyUI nodes call these.
+
+- generate (F_B): text and/or image guidance, from pure (optionally offset) noise.
+- animate (F_A): first-frame latent concatenated on the channels, start from the BGN
+  condition at t_n; frame 0 of the result is the input frame.
+- super_resolve (F_SR): upsample, encode, start at t_n = 700 from the low-resolution
+  latent, 7 DPM-Solver++ steps, in overlapping frame/space tiles so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from . import bgn
+from .samplers import Callback, Denoiser, make_timesteps, sample
+from .schedule import offset_noise, q_sample
+
+Codec = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _check_steps(steps: int, limit: int = 1000) -> None:
+    if not isinstance(steps, int) or not 1 <= steps <= limit:
+        raise ValueError(f"steps must be an integer in [1, {limit}], got {steps!r}")
+
+
+def _check_latent_shape(shape: Sequence[int]) -> None:
+    if len(shape) != 5:
+        raise ValueError(f"latent shape must be [B, C, T, h, w], got {list(shape)}")
+    batch, channels, frames, height, width = shape
+    if min(batch, channels, frames, height, width) < 1:
+        raise ValueError(f"latent shape must be positive, got {list(shape)}")
+
+
+def generate(
+    denoise: Denoiser,
+    shape: Sequence[int],
+    alphas_cumprod: torch.Tensor,
+    prediction: str,
+    steps: int = 50,
+    sampler: str = "dpmpp_2m",
+    spacing: str = "uniform",
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    offset_noise_strength: float = 0.0,
+    eta: float = 0.0,
+    scale_arr: Optional[torch.Tensor] = None,
+    callback: Optional[Callback] = None,
+) -> torch.Tensor:
+    """F_B: sample a latent video of `shape` (24 frames is UniVG's default) from noise."""
+    _check_latent_shape(shape)
+    _check_steps(steps, len(alphas_cumprod))
+    timesteps = make_timesteps(steps, spacing, timesteps=len(alphas_cumprod))
+    x = offset_noise(tuple(shape), offset_noise_strength, generator=generator, device=device)
+    return sample(
+        sampler, denoise, x, alphas_cumprod, timesteps, prediction,
+        eta=eta, generator=generator, callback=callback, scale_arr=scale_arr,
+    )
+
+
+def first_frame_condition(first_latent: torch.Tensor, frames: int) -> torch.Tensor:
+    """[B, C, h, w] or [B, C, 1, h, w] -> the latent repeated over `frames`: [B, C, T, h, w]."""
+    if first_latent.ndim == 4:
+        first_latent = first_latent.unsqueeze(2)
+    if first_latent.ndim != 5 or first_latent.shape[2] != 1:
+        raise ValueError(f"first-frame latent must be [B, C, h, w] or [B, C, 1, h, w], got {list(first_latent.shape)}")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    return first_latent.expand(-1, -1, frames, -1, -1).contiguous()
+
+
+def animate(
+    denoise: Denoiser,
+    first_latent: torch.Tensor,
+    frames: int,
+    alphas_cumprod: torch.Tensor,
+    prediction: str,
+    steps: int = 50,
+    t_m: int = bgn.ANIMATION_WINDOW[0],
+    t_n: int = bgn.ANIMATION_WINDOW[1],
+    sampler: str = "dpmpp_2m",
+    generator: Optional[torch.Generator] = None,
+    eta: float = 0.0,
+    scale_arr: Optional[torch.Tensor] = None,
+    callback: Optional[Callback] = None,
+) -> torch.Tensor:
+    """F_A. `denoise` takes the 2C-channel input [x_t ; first frame repeated] (every guidance
+    branch, the unconditional one included, sees the concat)."""
+    bgn.check_window(t_m, t_n, len(alphas_cumprod))
+    _check_steps(steps, t_n + 1)
+    condition = first_frame_condition(first_latent, frames)
+    noise = torch.randn(condition.shape, generator=generator, device=condition.device, dtype=condition.dtype)
+    x = bgn.inference_start(condition, noise, t_n, alphas_cumprod)
+    first, first_noise = condition[:, :, :1], noise[:, :, :1]
+
+    def pin_first_frame(x_next: torch.Tensor, abar_next: float) -> torch.Tensor:
+        # frame 0 follows the input frame's own forward process, landing on it exactly
+        x_next = x_next.clone()
+        x_next[:, :, :1] = q_sample(first, first_noise, abar_next)
+        return x_next
+
+    def denoise_with_concat(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return denoise(torch.cat([x_t, condition], dim=1), t)
+
+    timesteps = make_timesteps(steps, "uniform_trailing", t_start=t_n, timesteps=len(alphas_cumprod))
+    return sample(
+        sampler, denoise_with_concat, x, alphas_cumprod, timesteps, prediction,
+        eta=eta, generator=generator, callback=callback, scale_arr=scale_arr, after_step=pin_first_frame,
+    )
+
+
+# ----------------------------------------------------------------- tiled denoising
+
+
+def _windows(size: int, tile: int, overlap: int) -> list[int]:
+    if tile >= size:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride)) + [size - tile]
+    return sorted(set(starts))
+
+
+def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, device) -> torch.Tensor:
+    """1 inside, rising linearly over the overlap at an interior edge (never 0)."""
+    weight = torch.ones(length, device=device, dtype=torch.float32)
+    if overlap > 0:
+        ramp = torch.arange(1, overlap + 1, device=device, dtype=torch.float32) / (overlap + 1)
+        if not at_start:
+            weight[:overlap] = torch.minimum(weight[:overlap], ramp)
+        if not at_end:
+            weight[-overlap:] = torch.minimum(weight[-overlap:], ramp.flip(0))
+    return weight
+
+
+def tiled(
+    denoise: Denoiser, tile_frames: int, tile_height: int, tile_width: int, overlap_frames: int = 4, overlap_space: int = 8
+) -> Denoiser:
+    """A denoiser that runs `denoise` on overlapping [tile_frames, tile_height, tile_width]
+    windows of the latent and blends them with linear ramps across the seams."""
+    if min(tile_frames, tile_height, tile_width) < 1:
+        raise ValueError("tile sizes must be positive")
+    if overlap_frames >= tile_frames or overlap_space >= min(tile_height, tile_width) or min(overlap_frames, overlap_space) < 0:
+        raise ValueError("overlaps must be non-negative and smaller than the tiles")
+
+    def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        _, _, frames, height, width = x.shape
+        spans = [
+            (_windows(frames, tile_frames, overlap_frames), min(tile_frames, frames), overlap_frames, frames),
+            (_windows(height, tile_height, overlap_space), min(tile_height, height), overlap_space, height),
+            (_windows(width, tile_width, overlap_space), min(tile_width, width), overlap_space, width),
+        ]
+        if all(len(starts) == 1 for starts, *_ in spans):
+            return denoise(x, t)
+        out, total = None, torch.zeros(frames, height, width, device=x.device)
+        for f0 in spans[0][0]:
+            for h0 in spans[1][0]:
+                for w0 in spans[2][0]:
+                    index = (slice(None), slice(None), slice(f0, f0 + spans[0][1]),
+                             slice(h0, h0 + spans[1][1]), slice(w0, w0 + spans[2][1]))
+                    piece = denoise(x[index].contiguous(), t)
+                    weights = [
+                        _ramp(length, overlap, start == 0, start + length == size, x.device)
+                        for start, (_, length, overlap, size) in zip((f0, h0, w0), spans)
+                    ]
+                    weight = weights[0][:, None, None] * weights[1][None, :, None] * weights[2][None, None, :]
+                    if out is None:
+                        out = piece.new_zeros((x.shape[0], piece.shape[1], frames, height, width))
+                    out[index] += piece * weight.to(piece.dtype)
+                    total[index[2:]] += weight
+        return out / total.to(out.dtype)
+
+    return run
+
+
+# ------------------------------------------------------------------ pixels <-> latents
+
+
+def _check_pixel_video(frames: torch.Tensor) -> None:
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"pixel video must be [T, 3, H, W], got {list(frames.shape)}")
+    if frames.shape[2] % 8 or frames.shape[3] % 8:
+        raise ValueError(f"pixel height and width must be multiples of 8, got {frames.shape[2]}x{frames.shape[3]}")
+
+
+def encode_frames(encode: Codec, frames: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+    """[T, 3, H, W] pixels -> [1, C, T, H/8, W/8] latents, `chunk` frames per encoder call."""
+    _check_pixel_video(frames)
+    latents = [encode(frames[i : i + chunk]) for i in range(0, frames.shape[0], chunk)]
+    return torch.cat(latents).transpose(0, 1).unsqueeze(0)
+
+
+def decode_frames(decode: Codec, latents: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+    """[1, C, T, h, w] latents -> [T, 3, 8h, 8w] pixels, `chunk` frames per decoder call."""
+    _check_latent_shape(latents.shape)
+    per_frame = latents[0].transpose(0, 1)
+    return torch.cat([decode(per_frame[i : i + chunk]) for i in range(0, per_frame.shape[0], chunk)])
+
+
+def upsample_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    import kornia
+
+    if height % 8 or width % 8 or height < 8 or width < 8:
+        raise ValueError(f"target size must be positive multiples of 8, got {height}x{width}")
+    return kornia.geometry.transform.resize(frames, (height, width), interpolation="bicubic", antialias=True)
+
+
+def super_resolve_latents(
+    denoise: Denoiser,
+    condition: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    prediction: str,
+    strength: float = 0.7,
+    steps: int = 7,
+    generator: Optional[torch.Generator] = None,
+    tile: Optional[tuple[int, int, int]] = (16, 40, 64),
+    overlap: tuple[int, int] = (4, 8),
+    sampler: str = "dpmpp_2m",
+    callback: Optional[Callback] = None,
+) -> torch.Tensor:
+    """F_SR on the encoded upsampled video: start at t_n = strength * T from the condition
+    (BGN, paper 3.4) and sample `steps` steps. `tile=None` runs the whole latent at once."""
+    _check_latent_shape(condition.shape)
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    t_n = min(len(alphas_cumprod) - 1, round(strength * len(alphas_cumprod)))
+    _check_steps(steps, t_n + 1)
+    noise = torch.randn(condition.shape, generator=generator, device=condition.device, dtype=condition.dtype)
+    x = bgn.inference_start(condition, noise, t_n, alphas_cumprod)
+    if tile is not None:
+        denoise = tiled(denoise, *tile, *overlap)
+    timesteps = make_timesteps(steps, "uniform_trailing", t_start=t_n, timesteps=len(alphas_cumprod))
+    return sample(sampler, denoise, x, alphas_cumprod, timesteps, prediction, generator=generator, callback=callback)
+
+
+def super_resolve(
+    denoise: Denoiser,
+    encode: Codec,
+    decode: Codec,
+    frames: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    prediction: str,
+    height: int = 720,
+    width: int = 1280,
+    vae_chunk: int = 2,
+    **options,
+) -> torch.Tensor:
+    """[T, 3, h, w] low-resolution pixels -> [T, 3, height, width]."""
+    _check_pixel_video(frames)
+    upsampled = upsample_frames(frames, height, width)
+    condition = encode_frames(encode, upsampled, vae_chunk)
+    del upsampled
+    result = super_resolve_latents(denoise, condition, alphas_cumprod, prediction, **options)
+    return decode_frames(decode, result, vae_chunk)
