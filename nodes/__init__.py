@@ -1,4 +1,28 @@
-"""ComfyUI node classes (V1 API). Registered by the package's __init__.py."""
+"""ComfyUI node classes (V1 API), a thin adapter over univg_core."""
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from .conditioning import UniVGConditioning
+from .loader import UniVGCheckpointLoader, register_folder
+from .samplers import UniVGAnimationSampler, UniVGBaseSampler, UniVGUpscaler
+from .vae import UniVGVAEDecode, UniVGVAEEncode
+
+register_folder()
+
+NODE_CLASS_MAPPINGS = {
+    "UniVGCheckpointLoader": UniVGCheckpointLoader,
+    "UniVGConditioning": UniVGConditioning,
+    "UniVGBaseSampler": UniVGBaseSampler,
+    "UniVGAnimationSampler": UniVGAnimationSampler,
+    "UniVGUpscaler": UniVGUpscaler,
+    "UniVGVAEDecode": UniVGVAEDecode,
+    "UniVGVAEEncode": UniVGVAEEncode,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "UniVGCheckpointLoader": "UniVG Checkpoint Loader",
+    "UniVGConditioning": "UniVG Multi-Conditioning (text + image)",
+    "UniVGBaseSampler": "UniVG Base Sampler (F_B)",
+    "UniVGAnimationSampler": "UniVG Animation Sampler (F_A)",
+    "UniVGUpscaler": "UniVG BGN Upscaler (F_SR)",
+    "UniVGVAEDecode": "UniVG Video VAE Decode",
+    "UniVGVAEEncode": "UniVG Video VAE Encode",
+}

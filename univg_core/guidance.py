@@ -137,3 +137,12 @@ def make_guided_denoiser(
         return rescale(guided, cond, guidance_rescale)
 
     return denoise
+
+
+def unet_model_fn(unet: Callable, fs=None) -> ModelFn:
+    """Adapt a UNet3D (x, t, context=, image_context=, fs=) to the ModelFn of this module."""
+
+    def model(x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, image: Optional[torch.Tensor]) -> torch.Tensor:
+        return unet(x, t, context=text, image_context=image, fs=fs)
+
+    return model

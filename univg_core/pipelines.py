@@ -50,12 +50,19 @@ def generate(
     eta: float = 0.0,
     scale_arr: Optional[torch.Tensor] = None,
     callback: Optional[Callback] = None,
+    initial_noise: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """F_B: sample a latent video of `shape` (24 frames is UniVG's default) from noise."""
+    """F_B: sample a latent video of `shape` (24 frames is UniVG's default) from noise
+    (`initial_noise` when given, e.g. drawn on the CPU for device-independent seeds)."""
     _check_latent_shape(shape)
     _check_steps(steps, len(alphas_cumprod))
     timesteps = make_timesteps(steps, spacing, timesteps=len(alphas_cumprod))
-    x = offset_noise(tuple(shape), offset_noise_strength, generator=generator, device=device)
+    if initial_noise is not None:
+        if tuple(initial_noise.shape) != tuple(shape):
+            raise ValueError(f"initial_noise has shape {list(initial_noise.shape)}, expected {list(shape)}")
+        x = initial_noise
+    else:
+        x = offset_noise(tuple(shape), offset_noise_strength, generator=generator, device=device)
     return sample(
         sampler, denoise, x, alphas_cumprod, timesteps, prediction,
         eta=eta, generator=generator, callback=callback, scale_arr=scale_arr,

@@ -1,0 +1,98 @@
+"""UniVG Checkpoint Loader: one file -> MODEL, and CLIP / VAE / CLIP_VISION when the file
+holds them (the lvdm checkpoints carry their VAE, OpenCLIP text tower and, for the
+image models, the OpenCLIP vision tower)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import comfy.clip_vision
+import comfy.sd
+import folder_paths
+
+from ..univg_core.checkpoint import CheckpointError, load_checkpoint
+from .model import wrap_in_patcher
+
+log = logging.getLogger("univg")
+FOLDER = "univg"
+OPEN_CHECKPOINTS = (
+    "VideoCrafter2 (model.ckpt, T2V 512), VideoCrafter1 (i2v_512_v1, t2v_1024_v1), "
+    "DynamiCrafter (256/512/1024 model.ckpt) or a UniVG .safetensors from the BGN fine-tuning"
+)
+
+
+def register_folder() -> None:
+    if FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[FOLDER] = (
+            [os.path.join(folder_paths.models_dir, FOLDER)],
+            set(folder_paths.supported_pt_extensions),
+        )
+
+
+def checkpoint_names() -> list[str]:
+    names = set(folder_paths.get_filename_list(FOLDER))
+    names.update(folder_paths.get_filename_list("checkpoints"))
+    return sorted(names)
+
+
+def resolve(name: str) -> str:
+    for folder in (FOLDER, "checkpoints"):
+        path = folder_paths.get_full_path(folder, name)
+        if path:
+            return path
+    where = os.path.join(folder_paths.models_dir, FOLDER)
+    raise FileNotFoundError(f"checkpoint {name!r} not found; put it in {where} ({OPEN_CHECKPOINTS})")
+
+
+def build_clip(text_state: dict):
+    """`cond_stage_model.model.*`, the OpenCLIP ViT-H text tower (SD2's text encoder), as a ComfyUI CLIP."""
+    text = {key[len("model.") :]: value for key, value in text_state.items() if key.startswith("model.")}
+    if not text:
+        return None
+    return comfy.sd.load_text_encoder_state_dicts(
+        [text],
+        embedding_directory=folder_paths.get_folder_paths("embeddings"),
+        clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION,
+    )
+
+
+def build_vae(vae_state: dict):
+    return comfy.sd.VAE(sd=dict(vae_state))
+
+
+def build_clip_vision(image_encoder_state: dict):
+    """`embedder.model.visual.*` (OpenCLIP ViT-H/14 vision tower) as a ComfyUI CLIP_VISION."""
+    visual = {key[len("model.") :]: value for key, value in image_encoder_state.items() if key.startswith("model.visual.")}
+    if not visual:
+        return None
+    return comfy.clip_vision.load_clipvision_from_sd(visual, prefix="visual.", convert_keys=True)
+
+
+class UniVGCheckpointLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "ckpt_name": (checkpoint_names(), {"tooltip": f"from models/{FOLDER} or models/checkpoints: {OPEN_CHECKPOINTS}"}),
+                "dtype": (["auto", "fp32", "fp16", "bf16"], {"default": "auto"}),
+            }
+        }
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE", "CLIP_VISION")
+    RETURN_NAMES = ("model", "clip", "vae", "clip_vision")
+    FUNCTION = "load"
+    CATEGORY = "UniVG"
+    DESCRIPTION = "Loads a UniVG / VideoCrafter / DynamiCrafter video checkpoint key-for-key."
+
+    def load(self, ckpt_name: str, dtype: str):
+        path = resolve(ckpt_name)
+        try:
+            loaded = load_checkpoint(path)
+        except CheckpointError as error:
+            raise ValueError(f"UniVG Checkpoint Loader: {error}") from None
+        log.info("UniVG: %s loaded as %s (%s-prediction)", ckpt_name, loaded.family, loaded.prediction)
+        clip = build_clip(loaded.text_encoder_state_dict) if loaded.text_encoder_state_dict else None
+        vae = build_vae(loaded.vae_state_dict) if loaded.vae_state_dict else None
+        clip_vision = build_clip_vision(loaded.image_encoder_state_dict) if loaded.image_encoder_state_dict else None
+        return (wrap_in_patcher(loaded, dtype), clip, vae, clip_vision)

