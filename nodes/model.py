@@ -3,7 +3,6 @@ inside a ComfyUI ModelPatcher so ComfyUI's memory manager loads and offloads it.
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 import torch
@@ -15,8 +14,6 @@ import comfy.model_patcher
 from ..univg_core.checkpoint import LoadedCheckpoint
 from ..univg_core.configs import ModelConfig
 from ..univg_core.schedule import alphas_cumprod_for, scale_arr_for
-
-log = logging.getLogger("univg")
 
 
 class UniVGModel(nn.Module):
@@ -84,5 +81,6 @@ def univg_model(model) -> UniVGModel:
 
 def load_to_device(patcher) -> tuple[UniVGModel, torch.device]:
     """Ask ComfyUI's memory manager to put the model on its device (it may offload others)."""
+    inner = univg_model(patcher)
     comfy.model_management.load_models_gpu([patcher])
-    return patcher.model, patcher.load_device
+    return inner, patcher.load_device

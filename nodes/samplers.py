@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..univg_core import pipelines
-from .model import load_to_device, univg_model
+from .model import load_to_device
 from .sampling import (
     SAMPLERS,
     check_interrupt,
@@ -15,7 +15,6 @@ from .sampling import (
     progress,
     seeded_generator,
     to_latent_output,
-    to_model_latent,
 )
 
 SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True})

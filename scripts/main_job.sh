@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine. Until the ComfyUI nodes land (issue: node pack), it
-# sets up the environment and runs the full-size UNet3D at the real VideoCrafter2 shape
-# (16 frames, 320x512, batch 2 as under guidance) and prints time per call and peak memory.
+# The main job on a fresh machine: set up .venv and the ComfyUI host, start it headless
+# with this pack, render a bundled workflow (default: text_to_video) and print the file.
+# Uses the checkpoint in models/univg/; without one it explains where to put it and renders
+# with a random-weight demo checkpoint. Options: python -m tools.main_job --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-exec .venv/bin/python -m univg_core.bench unet --preset videocrafter2_t2v_512 --frames 16 --height 320 --width 512 "$@"
+bash scripts/build_host.sh
+exec .venv/bin/python -m tools.main_job "$@"

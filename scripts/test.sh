@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up the environment and run the test suite (CPU only, tiny models): the README's test command.
+# The README's test command: set up .venv (CPU torch), build the real ComfyUI host the
+# host tests drive (.host/, ignored), and run the whole suite on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/build_host.sh
 exec .venv/bin/python -m pytest "$@"

@@ -76,3 +76,81 @@ def tiny_inputs(config: ModelConfig, frames: int = 4, batch: int = 2, seed: int 
 def seeded():
     torch.manual_seed(0)
     yield
+
+
+# ------------------------------------------------------------------ the ComfyUI host
+
+HOST_CHECKPOINTS = {  # workflow checkpoint name -> test file
+    "videocrafter2_t2v_512.ckpt": "t2v.safetensors",
+    "univg_sr.safetensors": "t2v.safetensors",  # a text-only 4-channel model stands in for F_SR
+    "univg_base.safetensors": "base.safetensors",
+    "dynamicrafter_512.ckpt": "animation.safetensors",
+    "univg_animation.safetensors": "animation.safetensors",
+    "image_model": "sd_like_unet.ckpt",
+    "corrupted": "corrupted.ckpt",
+}
+DEMO_FAMILIES = {"t2v.safetensors": "videocrafter2_t2v_512", "base.safetensors": "univg_base",
+                 "animation.safetensors": "univg_animation"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "host: runs on the real ComfyUI host (scripts/build_host.sh)")
+
+
+def pytest_collection_modifyitems(config, items):
+    # the host imports ComfyUI into this process: run its tests after the pure-PyTorch ones
+    items.sort(key=lambda item: item.get_closest_marker("host") is not None)
+
+
+def _fixture_cache():
+    import hashlib
+    from pathlib import Path
+
+    sources = [Path(ROOT) / "tools" / "demo_checkpoint.py", Path(ROOT) / "univg_core" / "configs.py"]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    folder = Path(ROOT) / ".cache" / "test_models" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def checkpoints():
+    import dataclasses
+
+    from tools.demo_checkpoint import write_demo_checkpoint
+
+    folder = _fixture_cache()
+    for name, family in DEMO_FAMILIES.items():
+        if not (folder / name).exists():
+            partial = folder / f"partial_{name}"  # same suffix: the suffix picks the file format
+            write_demo_checkpoint(str(partial), family)
+            partial.rename(folder / name)
+    image_only = dataclasses.replace(
+        get_preset("tiny_videocrafter2_t2v_512").unet,
+        temporal_conv=False, temporal_attention=False, addition_attention=False, fs_condition=False,
+    )
+    if not (folder / "sd_like_unet.ckpt").exists():
+        state = {"model.diffusion_model." + k: v for k, v in randomize_(UNet3D(image_only)).state_dict().items()}
+        torch.save({"state_dict": state}, folder / "sd_like_unet.ckpt")
+    data = (folder / "sd_like_unet.ckpt").read_bytes()
+    (folder / "corrupted.ckpt").write_bytes(data[: len(data) // 3])
+    return {"folder": folder, **HOST_CHECKPOINTS}
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory, checkpoints):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from host_harness import InProcessHost
+    from tools.comfy_host import prepare_base
+    from tools.main_job import example_image
+
+    base = prepare_base(tmp_path_factory.mktemp("comfy_base"))
+    for path in Path(checkpoints["folder"]).iterdir():
+        if not path.name.startswith("partial_"):
+            (base / "models" / "univg" / path.name).symlink_to(path)
+    example_image(base / "input" / "univg_example.png")
+    Image.new("RGB", (100, 70), (200, 30, 30)).save(base / "input" / "odd_size.png")
+    return InProcessHost(base)

@@ -1,7 +1,5 @@
 import dataclasses
-import io
 import os
-import pickle
 import re
 
 import pytest

@@ -4,7 +4,8 @@ vision tower, so ComfyUI's own loaders accept them. Used by the host tests and b
 job when no real checkpoint is present. The videos they render are noise: they prove the
 pipeline, not the model.
 
-Runs inside the host's environment (it builds the VAE layout with ComfyUI's own classes).
+No ComfyUI import: the layouts are written out here and checked against ComfyUI's own
+classes by the host tests.
 """
 
 from __future__ import annotations
@@ -41,18 +42,31 @@ def demo_config(family: str):
 
 
 def _fill(shapes: dict, generator: torch.Generator, dtype=torch.float16) -> dict:
+    """Norm weights 1, biases 0, other weights uniform in +-0.03 (std ~0.017), made directly
+    in fp16: these files are large and memory is slow to touch on small machines."""
     tensors = {}
     for name, shape in shapes.items():
-        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_final.weight", "ln_pre.weight", "ln_post.weight")) or (
-            "norm" in name and name.endswith("weight")
-        ):
-            tensor = torch.ones(shape)
-        elif name.endswith("bias") or "norm" in name:
-            tensor = torch.zeros(shape)
+        is_norm = "norm" in name or any(f"{ln}." in name for ln in ("ln_1", "ln_2", "ln_final", "ln_pre", "ln_post"))
+        if is_norm and name.endswith("weight"):
+            tensors[name] = torch.ones(shape, dtype=dtype)
+        elif name.endswith("bias") or is_norm:
+            tensors[name] = torch.zeros(shape, dtype=dtype)
         else:
-            tensor = torch.randn(shape, generator=generator) * 0.02
-        tensors[name] = tensor.to(dtype)
+            tensors[name] = _pattern(shape, generator, dtype)
     return tensors
+
+
+_BLOCK = 1 << 20
+
+
+def _pattern(shape, generator: torch.Generator, dtype) -> torch.Tensor:
+    """A random 1M-value block tiled from a random offset: random enough for a demo
+    checkpoint, and ~20x cheaper than drawing every value (CPU RNG runs ~30M values/s)."""
+    block = torch.empty(2 * _BLOCK, dtype=dtype).uniform_(-0.03, 0.03, generator=generator)
+    count = int(torch.Size(shape).numel())
+    offset = int(torch.randint(0, _BLOCK, (1,), generator=generator))
+    repeats = -(-(count + offset) // block.numel())
+    return block.repeat(repeats)[offset : offset + count].view(shape)
 
 
 def _open_clip_blocks(prefix: str, width: int, layers: int) -> dict:
@@ -98,15 +112,59 @@ def vision_tower_shapes() -> dict:
     return shapes
 
 
-def vae_shapes() -> dict:
-    """`first_stage_model.*`: the SD 1.x KL VAE, its layout taken from ComfyUI's own class."""
-    from comfy.ldm.models.autoencoder import AutoencoderKL
+def _resnet(prefix: str, channels_in: int, channels_out: int) -> dict:
+    shapes = {
+        prefix + "norm1.weight": (channels_in,), prefix + "norm1.bias": (channels_in,),
+        prefix + "conv1.weight": (channels_out, channels_in, 3, 3), prefix + "conv1.bias": (channels_out,),
+        prefix + "norm2.weight": (channels_out,), prefix + "norm2.bias": (channels_out,),
+        prefix + "conv2.weight": (channels_out, channels_out, 3, 3), prefix + "conv2.bias": (channels_out,),
+    }
+    if channels_in != channels_out:
+        shapes.update({prefix + "nin_shortcut.weight": (channels_out, channels_in, 1, 1),
+                       prefix + "nin_shortcut.bias": (channels_out,)})
+    return shapes
 
-    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
-                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
-    with torch.device("meta"):
-        vae = AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
-    return {"first_stage_model." + k: tuple(v.shape) for k, v in vae.state_dict().items()}
+
+def _mid(prefix: str, channels: int) -> dict:
+    shapes = {**_resnet(prefix + "block_1.", channels, channels), **_resnet(prefix + "block_2.", channels, channels)}
+    attn = prefix + "attn_1."
+    shapes.update({attn + "norm.weight": (channels,), attn + "norm.bias": (channels,)})
+    for name in ("q", "k", "v", "proj_out"):
+        shapes.update({attn + name + ".weight": (channels, channels, 1, 1), attn + name + ".bias": (channels,)})
+    return shapes
+
+
+def vae_shapes(ch: int = 128, ch_mult=(1, 2, 4, 4), blocks: int = 2, z: int = 4) -> dict:
+    """`first_stage_model.*`: the SD 1.x KL VAE (LDM Encoder/Decoder layout)."""
+    shapes = {"encoder.conv_in.weight": (ch, 3, 3, 3), "encoder.conv_in.bias": (ch,)}
+    channels_in = ch
+    for level, mult in enumerate(ch_mult):
+        channels_out = ch * mult
+        for block in range(blocks):
+            shapes.update(_resnet(f"encoder.down.{level}.block.{block}.", channels_in, channels_out))
+            channels_in = channels_out
+        if level != len(ch_mult) - 1:
+            shapes.update({f"encoder.down.{level}.downsample.conv.weight": (channels_in, channels_in, 3, 3),
+                           f"encoder.down.{level}.downsample.conv.bias": (channels_in,)})
+    shapes.update(_mid("encoder.mid.", channels_in))
+    shapes.update({"encoder.norm_out.weight": (channels_in,), "encoder.norm_out.bias": (channels_in,),
+                   "encoder.conv_out.weight": (2 * z, channels_in, 3, 3), "encoder.conv_out.bias": (2 * z,)})
+    channels_in = ch * ch_mult[-1]
+    shapes.update({"decoder.conv_in.weight": (channels_in, z, 3, 3), "decoder.conv_in.bias": (channels_in,)})
+    shapes.update(_mid("decoder.mid.", channels_in))
+    for level in reversed(range(len(ch_mult))):
+        channels_out = ch * ch_mult[level]
+        for block in range(blocks + 1):
+            shapes.update(_resnet(f"decoder.up.{level}.block.{block}.", channels_in, channels_out))
+            channels_in = channels_out
+        if level != 0:
+            shapes.update({f"decoder.up.{level}.upsample.conv.weight": (channels_in, channels_in, 3, 3),
+                           f"decoder.up.{level}.upsample.conv.bias": (channels_in,)})
+    shapes.update({"decoder.norm_out.weight": (channels_in,), "decoder.norm_out.bias": (channels_in,),
+                   "decoder.conv_out.weight": (3, channels_in, 3, 3), "decoder.conv_out.bias": (3,),
+                   "quant_conv.weight": (2 * z, 2 * z, 1, 1), "quant_conv.bias": (2 * z,),
+                   "post_quant_conv.weight": (z, z, 1, 1), "post_quant_conv.bias": (z,)})
+    return {"first_stage_model." + key: shape for key, shape in shapes.items()}
 
 
 def write_demo_checkpoint(path: str, family: str = "videocrafter2_t2v_512", seed: int = 0, vision: bool | None = None):

@@ -11,7 +11,6 @@ encoder/decoder and tensors. Latent videos are [B, C, T, h, w]; pixel videos are
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Sequence
 
 import torch

@@ -1,0 +1,193 @@
+"""The node pack on the real ComfyUI 0.3.75 host, in-process: registration, every bundled
+workflow end to end, a core node in the middle, reproducibility, and bad input.
+
+Checkpoints are written by the tests in the real lvdm layout (tiny UNet3D, full-size SD
+VAE / OpenCLIP towers with random weights) and cached in .cache/test_models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tools.workflow_format import api_to_ui, object_info_from_classes, ui_to_api, without_meta
+
+pytestmark = pytest.mark.host
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / "workflows"
+TINY = {"steps": 3, "frames": 4, "width": 64, "height": 64}
+
+
+def tiny_api(name: str, host, checkpoints: dict) -> dict:
+    """A bundled UI workflow converted to the API format, with the test checkpoints and tiny sizes."""
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    api = ui_to_api(ui, object_info_from_classes(host.nodes.NODE_CLASS_MAPPINGS))
+    for node in api.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "UniVGCheckpointLoader":
+            inputs["ckpt_name"] = checkpoints[inputs["ckpt_name"]]
+        if node["class_type"].startswith("UniVG") and node["class_type"] != "UniVGUpscaler":
+            inputs.update({k: v for k, v in TINY.items() if k in inputs})
+        if node["class_type"] == "UniVGUpscaler":
+            inputs.update(width=128, height=128, steps=2, tile_frames=2, tile_size=64)
+        if node["class_type"] == "ImageScale":
+            inputs.update(width=64, height=64)
+    return api
+
+
+def saved_frames(host, run) -> list[np.ndarray]:
+    (node_output,) = [o for o in run.outputs.values() if o.get("images")]
+    item = node_output["images"][0]
+    path = host.output_dir / item["subfolder"] / item["filename"]
+    assert path.is_file() and path.stat().st_size > 0
+    frames = []
+    with Image.open(path) as image:
+        for index in range(getattr(image, "n_frames", 1)):
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB")))
+    return frames
+
+
+def output_listing(host) -> set:
+    return {p for p in host.output_dir.rglob("*") if p.is_file()}
+
+
+def test_every_node_registers(host):
+    mapping = host.nodes.NODE_CLASS_MAPPINGS
+    names = host.nodes.NODE_DISPLAY_NAME_MAPPINGS
+    ours = {k for k in mapping if k.startswith("UniVG")}
+    assert ours == {"UniVGCheckpointLoader", "UniVGConditioning", "UniVGBaseSampler", "UniVGAnimationSampler",
+                    "UniVGUpscaler", "UniVGVAEDecode", "UniVGVAEEncode"}
+    for key in ours:
+        assert mapping[key].CATEGORY == "UniVG" and names[key].startswith("UniVG")
+    loader_files = mapping["UniVGCheckpointLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
+    assert "t2v.safetensors" in loader_files  # models/univg is registered and listed
+
+
+def test_demo_vae_layout_is_comfyuis(host):
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    from tools.demo_checkpoint import vae_shapes
+
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    with torch.device("meta"):
+        reference = AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
+    assert vae_shapes() == {"first_stage_model." + k: tuple(v.shape) for k, v in reference.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["text_to_video", "image_to_video", "text_image_to_video", "animation",
+                                  "base_then_super_resolution"])
+def test_ui_workflows_match_their_api_twins(host, name):
+    info = object_info_from_classes(host.nodes.NODE_CLASS_MAPPINGS)
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    assert ui == api_to_ui(api, info), "regenerate the UI file: python -m tools.make_ui_workflows"
+    assert without_meta(ui_to_api(ui, info)) == without_meta(api)
+    assert ui["version"] == 0.4 and ui["links"] and all("widgets_values" in n for n in ui["nodes"])
+
+
+@pytest.mark.parametrize("name", ["text_to_video", "image_to_video", "text_image_to_video", "animation",
+                                  "base_then_super_resolution"])
+def test_bundled_workflow_renders_a_file(host, checkpoints, name):
+    run = host.run(tiny_api(name, host, checkpoints))
+    assert run.success, run.error()
+    frames = saved_frames(host, run)
+    assert len(frames) == TINY["frames"]
+    expected = (128, 128) if name == "base_then_super_resolution" else (64, 64)
+    assert frames[0].shape[:2] == expected
+
+
+def test_animation_first_frame_is_the_scaled_input(host, checkpoints):
+    api = tiny_api("animation", host, checkpoints)
+    api["6"]["inputs"]["lossless"] = True
+    run = host.run(api)
+    assert run.success, run.error()
+    frames = saved_frames(host, run)
+    source = Image.open(host.base / "input" / "univg_example.png").convert("RGB")
+    import comfy.utils
+
+    scaled = comfy.utils.common_upscale(
+        torch.from_numpy(np.asarray(source).astype(np.float32) / 255).movedim(-1, 0)[None], 64, 64, "bicubic", "disabled"
+    )
+    expected = np.clip(255 * scaled[0].movedim(0, -1).numpy(), 0, 255).astype(np.uint8)
+    assert np.abs(frames[0].astype(int) - expected.astype(int)).max() <= 1  # ImageScale in the middle, kept exactly
+    assert np.abs(frames[1].astype(int) - frames[0].astype(int)).mean() > 1  # later frames are generated
+
+
+def test_same_seed_same_video(host, checkpoints):
+    api = tiny_api("text_to_video", host, checkpoints)
+    api["6"]["inputs"]["lossless"] = True
+    first = saved_frames(host, host.run(api))
+    api["6"]["inputs"]["filename_prefix"] = "univg/repeat"  # a new node input: ComfyUI re-runs the graph's end
+    api["4"]["inputs"]["seed"] = 42
+    second = saved_frames(host, host.run(api))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    api["4"]["inputs"]["seed"] = 7
+    third = saved_frames(host, host.run(api))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, third))
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def expect_failure(host, api, *fragments):
+    before = output_listing(host)
+    run = host.run(api)
+    assert not run.success
+    message = run.error()
+    for fragment in fragments:
+        assert fragment in message, message
+    assert output_listing(host) == before  # no partial output file
+    return message
+
+
+def test_missing_checkpoint(host, checkpoints):
+    api = tiny_api("text_to_video", host, checkpoints)
+    api["1"]["inputs"]["ckpt_name"] = "does_not_exist.ckpt"
+    expect_failure(host, api, "Value not in list", "does_not_exist.ckpt")
+
+
+def test_image_checkpoint_instead_of_video(host, checkpoints):
+    api = tiny_api("text_to_video", host, checkpoints)
+    api["1"]["inputs"]["ckpt_name"] = checkpoints["image_model"]
+    expect_failure(host, api, "not a video UNet")
+
+
+def test_corrupted_checkpoint(host, checkpoints):
+    api = tiny_api("text_to_video", host, checkpoints)
+    api["1"]["inputs"]["ckpt_name"] = checkpoints["corrupted"]
+    expect_failure(host, api, "truncated or corrupted")
+
+
+def test_image_of_wrong_size_without_scaling(host, checkpoints):
+    api = tiny_api("animation", host, checkpoints)
+    api["4"]["inputs"]["image"] = ["7", 0]  # the 512x320 example straight in: fine; a 100x70 image is not
+    api["7"]["inputs"]["image"] = "odd_size.png"
+    api["8"]["inputs"]["image"] = ["7", 0]
+    expect_failure(host, api, "multiples of 64", "100x70", "Image Scale")
+
+
+def test_frames_and_sizes_out_of_range(host, checkpoints):
+    api = tiny_api("text_to_video", host, checkpoints)
+    api["4"]["inputs"]["frames"] = 0
+    expect_failure(host, api, "frames")
+    api = tiny_api("text_to_video", host, checkpoints)
+    api["4"]["inputs"]["width"] = 100
+    expect_failure(host, api, "multiples of 64", "100x64")
+
+
+def test_image_without_clip_vision(host, checkpoints):
+    api = tiny_api("image_to_video", host, checkpoints)
+    del api["8"]["inputs"]["clip_vision"]
+    expect_failure(host, api, "no CLIP_VISION")
+
+
+def test_wrong_model_for_the_sampler(host, checkpoints):
+    api = tiny_api("text_to_video", host, checkpoints)
+    api["1"]["inputs"]["ckpt_name"] = checkpoints["univg_animation.safetensors"]
+    expect_failure(host, api, "animation model", "UniVG Animation Sampler")

@@ -1,0 +1,129 @@
+"""The pack in a headless ComfyUI server on 127.0.0.1: POST /prompt, /history, /interrupt,
+and the batch-queue command against it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tools import queue_batch
+from tools.comfy_host import Server, get_json, interrupt, prepare_base, queue_prompt, status_of, wait_for
+from tools.main_job import example_image
+
+pytestmark = pytest.mark.host
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = {"steps": 2, "frames": 4, "width": 64, "height": 64}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, checkpoints):
+    base = prepare_base(tmp_path_factory.mktemp("server_base"))
+    (base / "models" / "univg" / "t2v.safetensors").symlink_to(Path(checkpoints["folder"]) / "t2v.safetensors")
+    example_image(base / "input" / "univg_example.png")
+    with Server(base) as running:
+        yield running
+    assert running.process.returncode is not None
+
+
+def t2v(**changes) -> dict:
+    api = json.loads((ROOT / "workflows" / "api" / "text_to_video.json").read_text())
+    api["1"]["inputs"]["ckpt_name"] = "t2v.safetensors"
+    api["4"]["inputs"].update(SMALL, **changes)
+    return api
+
+
+def test_server_lists_the_nodes(server):
+    info = get_json(server.url, "/object_info/UniVGBaseSampler")
+    assert info["UniVGBaseSampler"]["category"] == "UniVG"
+    assert "t2v.safetensors" in get_json(server.url, "/object_info/UniVGCheckpointLoader")[
+        "UniVGCheckpointLoader"]["input"]["required"]["ckpt_name"][0]
+
+
+def test_interrupt_mid_sampling_then_next_prompt_renders(server):
+    warm = wait_for(server.url, queue_prompt(server.url, t2v()), timeout=900)  # loader and CLIP outputs now cached
+    assert status_of(warm)[0] == "success", status_of(warm)
+    long_run = queue_prompt(server.url, t2v(steps=1000, seed=5))
+    deadline = time.monotonic() + 120
+    while not get_json(server.url, "/queue")["queue_running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    interrupt(server.url)
+    entry = wait_for(server.url, long_run, timeout=300)
+    status, _ = status_of(entry)
+    assert status == "interrupted"
+    events = dict((event, data) for event, data in entry["status"]["messages"])
+    assert events["execution_interrupted"]["node_type"] == "UniVGBaseSampler"
+    assert not entry.get("outputs")  # no partial file
+    assert server.alive()
+    after = wait_for(server.url, queue_prompt(server.url, t2v(seed=6)), timeout=900)
+    assert status_of(after)[0] == "success"
+
+
+def write_lines(path: Path, rows) -> Path:
+    path.write_text("\n".join(json.dumps(r) if not isinstance(r, str) else r for r in rows) + "\n")
+    return path
+
+
+def test_batch_of_six_renders_six_files(server, tmp_path, capsys):
+    workflow = tmp_path / "t2v.json"
+    workflow.write_text(json.dumps(t2v()))
+    batch = write_lines(tmp_path / "batch.jsonl", [{"prompt": f"a paper boat, take {i}", "seed": 100 + i} for i in range(6)])
+    code = queue_batch.main(["--server", server.url, "--workflow", str(workflow), "--batch", str(batch),
+                             "--output-dir", str(server.base / "output"), "--timeout", "900"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    lines = [line for line in printed.splitlines() if line.startswith("[")]
+    assert len(lines) == 6 and all(" ok: " in line for line in lines)
+    files = [Path(line.split(" ok: ")[1]) for line in lines]
+    assert len(set(files)) == 6 and all(f.is_file() and f.stat().st_size > 0 for f in files)
+    assert "6 rendered, 0 failed" in printed
+
+
+def test_batch_failures_are_reported_per_item_and_the_server_keeps_serving(server, tmp_path, capsys):
+    workflow = tmp_path / "bad.json"
+    workflow.write_text(json.dumps(t2v(width=100)))
+    batch = write_lines(tmp_path / "batch.csv", ["prompt,seed", "one,1", "two,2"])
+    batch.write_text("prompt,seed\none,1\ntwo,2\n")
+    code = queue_batch.main(["--server", server.url, "--workflow", str(workflow), "--batch", str(batch),
+                             "--output-dir", str(server.base / "output"), "--timeout", "600"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert printed.count("error: UniVGBaseSampler") == 2 and "multiples of 64" in printed
+    assert "0 rendered, 2 failed" in printed
+    assert status_of(wait_for(server.url, queue_prompt(server.url, t2v(seed=9)), timeout=900))[0] == "success"
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        (['{"prompt": "ok"}', "{not json"], "not valid JSON"),
+        ([{"prompt": 3}], "'prompt' must be a string"),
+        ([{"prompt": "x", "seed": "soon"}], "'seed' must be an integer"),
+        ([{"prompt": "x", "colour": "red"}], "unknown fields"),
+        ([{"prompt": "x", "image": "missing.png"}], "not found"),
+        ([], "empty"),
+    ],
+)
+def test_malformed_batch_queues_nothing(server, tmp_path, capsys, rows, message):
+    workflow = tmp_path / "t2v.json"
+    workflow.write_text(json.dumps(t2v()))
+    batch = write_lines(tmp_path / "batch.jsonl", rows) if rows else tmp_path / "empty.jsonl"
+    if not rows:
+        batch.write_text("")
+    history_before = len(get_json(server.url, "/history"))
+    code = queue_batch.main(["--server", server.url, "--workflow", str(workflow), "--batch", str(batch)])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert len(get_json(server.url, "/history")) == history_before
+
+
+def test_batch_with_images_needs_an_image_node(server, tmp_path, capsys):
+    workflow = tmp_path / "t2v.json"
+    workflow.write_text(json.dumps(t2v()))
+    example_image(tmp_path / "frame.png")
+    batch = write_lines(tmp_path / "batch.jsonl", [{"prompt": "x", "image": "frame.png"}])
+    assert queue_batch.main(["--server", server.url, "--workflow", str(workflow), "--batch", str(batch)]) == 2
+    assert "no Load Image titled 'Input image'" in capsys.readouterr().err
