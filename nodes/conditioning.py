@@ -4,6 +4,8 @@ spliced onto the text tensor (ComfyUI pads contexts of different lengths by repe
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 IMAGE_TOKENS = "univg_image_tokens"
@@ -17,10 +19,16 @@ def encode_image_tokens(clip_vision, images: torch.Tensor) -> torch.Tensor:
     return clip_vision.encode_image(images, crop=False)["last_hidden_state"]
 
 
+_NULL_TOKENS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def null_image_tokens(clip_vision, like: torch.Tensor) -> torch.Tensor:
-    """The null image of UniVG's guidance: the encoding of a mid-grey image."""
-    grey = torch.full((1, 224, 224, 3), MID_GREY, dtype=torch.float32)
-    return encode_image_tokens(clip_vision, grey).to(like)
+    """The null image of UniVG's guidance: the encoding of a mid-grey image (computed once
+    per vision encoder; it never changes)."""
+    if clip_vision not in _NULL_TOKENS:
+        grey = torch.full((1, 224, 224, 3), MID_GREY, dtype=torch.float32)
+        _NULL_TOKENS[clip_vision] = encode_image_tokens(clip_vision, grey).cpu()
+    return _NULL_TOKENS[clip_vision].to(like)
 
 
 def first_entry(conditioning, what: str):

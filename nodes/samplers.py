@@ -172,7 +172,7 @@ class UniVGUpscaler:
             video = pipelines.super_resolve_latents(
                 denoise, condition, alphas_cumprod, inner.config.prediction, strength=strength, steps=steps,
                 generator=seeded_generator(seed), tile=(tile_frames, tile_h, tile_w),
-                overlap=(min(4, tile_frames - 1), min(8, tile_h - 1)), callback=progress(steps),
+                overlap=(min(4, tile_frames // 4), min(8, tile_h // 4)), callback=progress(steps),
             )
         return (to_latent_output(video, inner),)
 
