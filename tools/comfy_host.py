@@ -77,7 +77,7 @@ class Server:
         self.log_path = Path(log_path or self.base / "comfyui.log")
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 240.0) -> "Server":
+    def start(self, timeout: float = 900.0) -> "Server":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         command = [str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
