@@ -154,7 +154,11 @@ def queue_prompt(url: str, api: dict, client_id: str | None = None) -> str:
 def wait_for(url: str, prompt_id: str, timeout: float = 3600, poll: float = 0.5) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        history = get_json(url, f"/history/{prompt_id}")
+        try:
+            history = get_json(url, f"/history/{prompt_id}", timeout=120)
+        except (TimeoutError, urllib.error.URLError):  # a busy CPU-bound server answers late
+            time.sleep(poll)
+            continue
         entry = history.get(prompt_id)
         if entry and entry.get("status", {}).get("completed") is not None and entry["status"].get("status_str"):
             return entry
