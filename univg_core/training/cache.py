@@ -1,0 +1,185 @@
+"""Encode every clip once and keep the result on disk, so epochs never re-run the VAE or CLIP.
+
+Per clip: the VAE latents of every decoded frame (the SD VAE is per-frame, so any window of
+them is the encoding of that window), for super-resolution also the latents of the degraded
+clip, the caption's text embedding, and CLIP image tokens of the frames where a training
+window may start (every `window_stride`-th). Plus `null.pt`: the encodings of the empty
+prompt and of the mid-grey null image that conditioning dropout swaps in, matching the null
+conditions of inference. A cache file is named by a hash of the clip file (path, size,
+modification time), the settings and the encoders, so a changed clip or model is re-encoded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..checkpoint import LoadedCheckpoint
+from ..clip_towers import TextTower, VisionTower, load_text_tower, load_vision_tower, tokenize
+from ..vae_encoder import VAEEncoder, load_vae_encoder
+from .data import ClipRecord, DataError, read_video
+from .degrade import degrade
+
+NULL_FILE = "null.pt"
+
+
+@dataclass
+class Encoders:
+    vae: VAEEncoder
+    text: TextTower
+    vision: Optional[VisionTower]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha1()
+        for module in (self.vae, self.text, self.vision):
+            if module is None:
+                continue
+            for name, tensor in sorted(module.state_dict().items()):
+                digest.update(f"{name}{list(tensor.shape)}{float(tensor.float().sum()):.6e}".encode())
+        return digest.hexdigest()[:16]
+
+
+def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device="cpu", dtype=torch.float32) -> Encoders:
+    name = loaded.path
+    if not loaded.vae_state_dict:
+        raise DataError(f"{name}: no VAE (first_stage_model.*) in the file; training encodes clips with the checkpoint's own VAE")
+    if not loaded.text_encoder_state_dict:
+        raise DataError(f"{name}: no text encoder (cond_stage_model.*) in the file; training needs it for the captions")
+    if need_vision and not loaded.image_encoder_state_dict:
+        raise DataError(
+            f"{name}: the model has an image branch but the file has no CLIP vision tower (embedder.*) to make its "
+            "image tokens"
+        )
+    return Encoders(
+        vae=load_vae_encoder(loaded.vae_state_dict, loaded.config.schedule.scale_factor, dtype, device),
+        text=load_text_tower(loaded.text_encoder_state_dict, dtype, device),
+        vision=load_vision_tower(loaded.image_encoder_state_dict, dtype, device) if need_vision else None,
+    )
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    height: int
+    width: int
+    frames: int  # the training window; shorter clips are an error
+    max_frames: int = 64  # decoded per clip
+    frame_stride: int = 1
+    window_stride: int = 4
+    lowres: bool = False
+    image_tokens: bool = False
+    seed: int = 0
+
+
+def cache_key(record: ClipRecord, spec: CacheSpec, fingerprint: str) -> str:
+    stat = record.path.stat()
+    blob = json.dumps([str(record.path.resolve()), stat.st_size, stat.st_mtime_ns, record.caption, asdict(spec), fingerprint])
+    return hashlib.sha1(blob.encode()).hexdigest()[:20]
+
+
+def window_starts(length: int, frames: int, stride: int) -> list[int]:
+    return list(range(0, length - frames + 1, stride))
+
+
+def _encode_latents(vae: VAEEncoder, video: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+    """[T, 3, H, W] -> [C, T, h, w] (fp16 on disk)."""
+    device = vae.quant_conv.weight.device
+    parts = [vae(video[i : i + chunk].to(device)).cpu() for i in range(0, video.shape[0], chunk)]
+    return torch.cat(parts).transpose(0, 1).half().contiguous()
+
+
+def _save(obj: dict, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)  # a crash never leaves a half-written cache file
+
+
+def encode_clip(record: ClipRecord, encoders: Encoders, spec: CacheSpec, key: str) -> dict:
+    video, rate = read_video(record.path, spec.height, spec.width, spec.max_frames, spec.frame_stride)
+    if video.shape[0] < spec.frames:
+        raise DataError(f"{record.path}: {video.shape[0]} frames (stride {spec.frame_stride}), fewer than the {spec.frames} asked")
+    device = encoders.text.positional_embedding.device
+    entry = {
+        "source": str(record.path),
+        "fps": rate,
+        "latents": _encode_latents(encoders.vae, video),
+        "text": encoders.text(tokenize([record.caption]).to(device))[0].half().cpu(),
+    }
+    if spec.lowres:
+        generator = torch.Generator().manual_seed(int(key, 16) % (2**63))
+        entry["lowres"] = _encode_latents(encoders.vae, degrade(video, generator))
+    starts = window_starts(video.shape[0], spec.frames, spec.window_stride)
+    entry["starts"] = torch.tensor(starts)
+    if spec.image_tokens:
+        firsts = (video[starts] + 1) / 2
+        entry["image"] = torch.cat([encoders.vision(firsts[i : i + 4].to(device)).cpu() for i in range(0, len(starts), 4)]).half()
+    return entry
+
+
+def build_cache(
+    records: list[ClipRecord],
+    encoders: Encoders,
+    spec: CacheSpec,
+    cache_dir: str | Path,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Encode what is not cached yet; every clip is checked first and all problems are reported
+    together, before any training step."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = encoders.fingerprint()
+    files, problems = [], []
+    for number, record in enumerate(records, 1):
+        key = cache_key(record, spec, fingerprint)
+        path = cache_dir / f"{key}.pt"
+        if not path.is_file():
+            try:
+                _save(encode_clip(record, encoders, spec, key), path)
+            except DataError as error:
+                problems.append(str(error))
+                continue
+            log(f"encoded {number}/{len(records)}: {record.path.name}")
+        files.append(path)
+    if problems:
+        raise DataError(f"{len(problems)} of {len(records)} clips are unusable:\n  " + "\n  ".join(problems))
+    null_path = cache_dir / NULL_FILE
+    device = encoders.text.positional_embedding.device
+    null = {"text": encoders.text(tokenize([""]).to(device))[0].half().cpu()}
+    if encoders.vision is not None:
+        grey = torch.full((1, 3, spec.height, spec.width), 0.5, device=device)
+        null["image"] = encoders.vision(grey)[0].half().cpu()
+    _save(null, null_path)
+    return files
+
+
+class CachedClips:
+    """Training windows over cached clips: item i is (clip, start frame)."""
+
+    def __init__(self, files: list[Path], frames: int):
+        self.files = list(files)
+        self.frames = frames
+        self.windows: list[tuple[int, int, int]] = []  # (file index, start index in 'starts', start frame)
+        for index, path in enumerate(self.files):
+            starts = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["starts"].tolist()
+            self.windows.extend((index, position, start) for position, start in enumerate(starts))
+        if not self.windows:
+            raise DataError(f"no training windows of {frames} frames in the cached clips")
+        self.null = torch.load(Path(self.files[0]).parent / NULL_FILE, map_location="cpu", weights_only=True)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict:
+        file_index, position, start = self.windows[index]
+        entry = torch.load(self.files[file_index], map_location="cpu", weights_only=True, mmap=True)
+        window = slice(start, start + self.frames)
+        item = {"latents": entry["latents"][:, window].float(), "text": entry["text"].float(), "fps": entry["fps"]}
+        if "lowres" in entry:
+            item["lowres"] = entry["lowres"][:, window].float()
+        if "image" in entry:
+            item["image"] = entry["image"][position].float()
+        return item

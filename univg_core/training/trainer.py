@@ -1,0 +1,409 @@
+"""The fine-tuning loop: AdamW, optional bf16 autocast, gradient checkpointing and
+accumulation, optional EMA, DistributedDataParallel (or FSDP) across `torchrun` processes,
+resumable state, and a `.safetensors` in the original layout at the end.
+
+Every random draw of a training sample (its window, t, noise, dropouts) is a function of
+(seed, global sample number) alone, so one process with a global batch of N and N processes
+with a batch of 1 see the same samples, and a resumed run continues exactly where it stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, load_checkpoint, save_checkpoint
+from ..schedule import alphas_cumprod_for, offset_noise
+from .cache import CachedClips, CacheSpec, build_cache, encoders_from_checkpoint
+from .data import DataError, find_clips
+from .distributed import World, barrier, broadcast_from_main, init_world, mean_over_ranks, shutdown
+from .model_setup import (
+    TrainingSetupError, bgn_window, build_denoiser, denoiser_from_state, check_text_width, target_config, uses_image_branch,
+)
+from .objective import TASKS, condition_latents, noisy_input_and_target, timestep_range
+
+STATE_VERSION = 1
+
+
+@dataclass
+class TrainOptions:
+    task: str
+    init: str
+    data: str
+    out: str
+    frames: int = 16
+    height: int = 320
+    width: int = 512
+    batch_size: int = 1
+    grad_accum: int = 1
+    steps: int = 1000
+    lr: float = 1e-5
+    weight_decay: float = 1e-2
+    t_m: Optional[int] = None
+    t_n: Optional[int] = None
+    offset_noise: float = 0.1
+    zero_terminal_snr: bool = False
+    text_dropout: Optional[float] = None
+    image_dropout: Optional[float] = None
+    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+    gradient_checkpointing: bool = True
+    ema_decay: Optional[float] = None
+    fs: Optional[int] = None
+    cache_dir: Optional[str] = None
+    max_frames: int = 64
+    frame_stride: int = 1
+    window_stride: int = 4
+    save_every: int = 500
+    resume: bool = True
+    seed: int = 0
+    save_dtype: str = "fp16"
+    device: str = "auto"
+    fsdp: bool = False
+    log_every: int = 10
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.out + ".state.pt")
+
+
+SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def validate(options: TrainOptions) -> None:
+    problems = []
+    if options.task not in TASKS:
+        problems.append(f"--task must be one of {', '.join(TASKS)}, got {options.task!r}")
+    if not 1 <= options.frames <= options.max_frames:
+        problems.append(f"--frames must be in [1, --max-frames={options.max_frames}], got {options.frames}")
+    if options.height % 8 or options.width % 8 or options.height < 8 or options.width < 8:
+        problems.append(f"--height and --width must be positive multiples of 8, got {options.height}x{options.width}")
+    for name in ("batch_size", "grad_accum", "steps", "save_every", "frame_stride", "window_stride", "log_every"):
+        if getattr(options, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
+    if not options.lr > 0:
+        problems.append(f"--lr must be > 0, got {options.lr}")
+    for name in ("text_dropout", "image_dropout"):
+        value = getattr(options, name)
+        if value is not None and not 0 <= value <= 1:
+            problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+    if options.ema_decay is not None and not 0 < options.ema_decay < 1:
+        problems.append(f"--ema must be in (0, 1), got {options.ema_decay}")
+    if not 0 <= options.offset_noise <= 1:
+        problems.append(f"--offset-noise must be in [0, 1], got {options.offset_noise}")
+    if options.precision not in ("auto", "bf16", "fp32"):
+        problems.append(f"--precision must be auto, bf16 or fp32, got {options.precision!r}")
+    if options.save_dtype not in SAVE_DTYPES:
+        problems.append(f"--save-dtype must be one of {', '.join(SAVE_DTYPES)}, got {options.save_dtype!r}")
+    if not options.out.endswith(".safetensors"):
+        problems.append(f"--out must name a .safetensors file, got {options.out!r}")
+    if problems:
+        raise TrainingSetupError("; ".join(problems))
+
+
+# --------------------------------------------------------------------- per-sample draws
+
+
+def sample_generator(seed: int, sample_number: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + sample_number) % (2**63))
+
+
+def sample_numbers(step: int, micro: int, world: World, options: TrainOptions) -> list[int]:
+    """Global sample numbers of this rank's micro-batch: rank r of a world of size W takes the
+    r-th slice of the global batch."""
+    first = ((step * options.grad_accum + micro) * world.size + world.rank) * options.batch_size
+    return list(range(first, first + options.batch_size))
+
+
+def window_index(sample_number: int, count: int, seed: int) -> int:
+    """Samples walk through a fresh permutation of the windows every epoch."""
+    epoch, position = divmod(sample_number, count)
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    return int(order[position])
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor
+    target: torch.Tensor
+    t: torch.Tensor
+    text: torch.Tensor
+    image: Optional[torch.Tensor]
+
+
+def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, options, use_image, text_dropout, image_dropout):
+    t_low, t_high = timestep_range(spec, window, len(alphas_cumprod))
+    pieces = {"x": [], "target": [], "t": [], "text": [], "image": []}
+    for number in numbers:
+        item = clips[window_index(number, len(clips), options.seed)]
+        generator = sample_generator(options.seed, number)
+        latents = item["latents"].unsqueeze(0)
+        t = torch.randint(t_low, t_high + 1, (1,), generator=generator)
+        eps = offset_noise(tuple(latents.shape), options.offset_noise, generator=generator)
+        drop_text = bool(torch.rand((), generator=generator) < text_dropout)
+        drop_image = bool(torch.rand((), generator=generator) < image_dropout)
+        lowres = item["lowres"].unsqueeze(0) if "lowres" in item else None
+        condition = condition_latents(spec, latents, lowres)
+        x, target = noisy_input_and_target(spec, latents, condition, eps, t, alphas_cumprod, window)
+        pieces["x"].append(x)
+        pieces["target"].append(target)
+        pieces["t"].append(t)
+        pieces["text"].append(clips.null["text"].float() if drop_text else item["text"])
+        if use_image:
+            pieces["image"].append(clips.null["image"].float() if drop_image else item["image"])
+    return Batch(
+        x=torch.cat(pieces["x"]), target=torch.cat(pieces["target"]), t=torch.cat(pieces["t"]),
+        text=torch.stack(pieces["text"]), image=torch.stack(pieces["image"]) if use_image else None,
+    )
+
+
+# ------------------------------------------------------------------------------ state
+
+
+class EMA:
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {name: p.detach().float().clone() for name, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            self.shadow[name].lerp_(p.detach().float(), 1 - self.decay)
+
+    def full(self) -> dict:
+        """The averages as whole CPU tensors (FSDP keeps them sharded like the parameters)."""
+        return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).cpu() for k, v in self.shadow.items()}
+
+    def load(self, shadow: dict, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            value = shadow[name].float().to(p.device if not hasattr(p, "device_mesh") else "cpu")
+            if hasattr(p, "device_mesh"):  # re-shard like the parameter
+                from torch.distributed.tensor import distribute_tensor
+
+                value = distribute_tensor(value.to(p.to_local().device), p.device_mesh, p.placements)
+            self.shadow[name] = value
+
+
+def _signature(options: TrainOptions) -> dict:
+    keep = ("task", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
+    return {name: getattr(options, name) for name in keep}
+
+
+def gather_state(wrapped, optimizer) -> tuple[dict, dict]:
+    """Full (unsharded) model and optimiser state on the CPU, for plain, DDP and FSDP models alike."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    return get_state_dict(wrapped, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def restore_state(wrapped, optimizer, model_state: dict, optimizer_state: dict) -> None:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    set_state_dict(wrapped, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state,
+                   options=StateDictOptions(full_state_dict=True))
+
+
+def save_state(path: Path, model_state: dict, optimizer_state: dict, ema: Optional[EMA], step: int, options) -> None:
+    state = {
+        "version": STATE_VERSION, "step": step, "signature": _signature(options),
+        "model": model_state, "optimizer": optimizer_state, "ema": ema.full() if ema else None,
+    }
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def read_state(path: Path, options: TrainOptions) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise TrainingSetupError(f"{path}: unreadable training state ({error}); delete it to start afresh") from None
+    if state.get("version") != STATE_VERSION or state.get("signature") != _signature(options):
+        raise TrainingSetupError(
+            f"{path}: the saved run used other settings ({state.get('signature')}); resume with the same settings "
+            "or pass --no-resume to start afresh"
+        )
+    return state
+
+
+# ------------------------------------------------------------------------------- loop
+
+
+class Progress:
+    def __init__(self, total: int, start: int, samples_per_step: int, enabled: bool, stream=sys.stderr):
+        self.total, self.start, self.samples_per_step = total, start, samples_per_step
+        self.enabled, self.stream = enabled, stream
+        self.began = time.monotonic()
+
+    def report(self, step: int, loss: float) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.monotonic() - self.began, 1e-9)
+        done = step - self.start
+        rate = done * self.samples_per_step / elapsed
+        left = (self.total - step) * elapsed / max(done, 1)
+        print(f"step {step}/{self.total}  loss {loss:.5f}  {rate:.2f} clips/s  eta {left / 60:.1f} min",
+              file=self.stream, flush=True)
+
+
+def _autocast(options: TrainOptions, device: torch.device):
+    precision = options.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _wrap(model: Denoiser, world: World, options: TrainOptions):
+    if not world.distributed:
+        return model
+    if options.fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for stage in [*model.unet.input_blocks, model.unet.middle_block, *model.unet.output_blocks]:
+            fully_shard(stage)
+        return fully_shard(model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [world.device.index] if world.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _prepare_data(options, loaded, spec, world, use_image, log) -> CachedClips:
+    spec_cache = CacheSpec(
+        height=options.height, width=options.width, frames=options.frames, max_frames=options.max_frames,
+        frame_stride=options.frame_stride, window_stride=options.window_stride,
+        lowres=spec.uses_lowres, image_tokens=use_image, seed=options.seed,
+    )
+    cache_dir = options.cache_dir or str(Path(options.data) / ".univg_cache")
+    outcome = None
+    if world.is_main:
+        try:
+            records = find_clips(options.data)
+            encoders = encoders_from_checkpoint(loaded, use_image, device=world.device)
+            check_text_width(loaded, encoders.text.config.width)
+            outcome = [str(p) for p in build_cache(records, encoders, spec_cache, cache_dir, log)]
+            del encoders
+        except (DataError, TrainingSetupError, ValueError) as error:
+            outcome = error
+    outcome = broadcast_from_main(world, outcome)  # the other ranks wait here, and fail with rank 0
+    if isinstance(outcome, Exception):
+        raise outcome
+    return CachedClips([Path(p) for p in outcome], options.frames)
+
+
+def train(options: TrainOptions, log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True)) -> Path:
+    """Run (or resume) a fine-tune; returns the written `.safetensors`."""
+    validate(options)
+    spec = TASKS[options.task]
+    if not Path(options.init).is_file():
+        raise TrainingSetupError(f"--init {options.init}: no such file")
+    world = init_world(options.device)
+    try:
+        loaded = load_checkpoint(options.init, dtype=torch.float32, device="cpu")
+        window = bgn_window(spec, options.t_m, options.t_n, loaded.config.schedule.timesteps)
+        config = target_config(loaded.config, spec, window, options.zero_terminal_snr, options.init)
+        use_image = uses_image_branch(spec, loaded)
+        if world.is_main and spec.uses_image and not use_image:
+            log(f"{options.init}: no image branch (Multi-condition Cross Attention); training text-only")
+        clips = _prepare_data(options, loaded, spec, world, use_image, log)
+        return _run(options, world, loaded, spec, window, config, use_image, clips, log)
+    finally:
+        shutdown(world)
+
+
+def _run(options, world, loaded, spec, window, config, use_image, clips, log) -> Path:
+    torch.manual_seed(options.seed)
+    model = build_denoiser(loaded, config, use_image).to(world.device).train()
+    model.unet.gradient_checkpointing = options.gradient_checkpointing
+    alphas_cumprod = alphas_cumprod_for(config.schedule)
+    text_dropout = spec.text_dropout if options.text_dropout is None else options.text_dropout
+    image_dropout = spec.image_dropout if options.image_dropout is None else options.image_dropout
+    fs = options.fs if options.fs is not None else config.unet.default_fs
+
+    wrapped = _wrap(model, world, options)
+    optimizer = torch.optim.AdamW(
+        [p for p in wrapped.parameters() if p.requires_grad], lr=options.lr, weight_decay=options.weight_decay
+    )
+    ema = EMA(model, options.ema_decay) if options.ema_decay else None
+    start = 0
+    state_path = options.state_path
+    if options.resume and state_path.is_file():
+        state = read_state(state_path, options)
+        restore_state(wrapped, optimizer, state["model"], state["optimizer"])
+        if ema is not None and state["ema"] is not None:
+            ema.load(state["ema"], model)
+        start = int(state["step"])
+        if world.is_main:
+            log(f"resumed from {state_path} at step {start}")
+    samples_per_step = options.batch_size * options.grad_accum * world.size
+    progress = Progress(options.steps, start, samples_per_step, world.is_main)
+    step = start
+
+    def save_progress() -> dict:
+        model_state, optimizer_state = gather_state(wrapped, optimizer)  # collective: every rank calls it
+        if world.is_main:
+            save_state(state_path, model_state, optimizer_state, ema, step, options)
+        return model_state
+
+    try:
+        while step < options.steps:
+            loss_sum = 0.0
+            for micro in range(options.grad_accum):
+                batch = make_batch(
+                    sample_numbers(step, micro, world, options), clips, spec, window, alphas_cumprod, options,
+                    use_image, text_dropout, image_dropout,
+                )
+                last = micro == options.grad_accum - 1
+                context = wrapped.no_sync() if (not last and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
+                with context, _autocast(options, world.device):
+                    output = wrapped(
+                        batch.x.to(world.device), batch.t.to(world.device), batch.text.to(world.device),
+                        None if batch.image is None else batch.image.to(world.device), fs,
+                    )
+                    loss = F.mse_loss(output.float(), batch.target.to(world.device).float())
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss is {value} at step {step}; lower --lr or use --precision fp32")
+                (loss / options.grad_accum).backward()
+                loss_sum += value / options.grad_accum
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            shown = mean_over_ranks(world, loss_sum)
+            if step % options.log_every == 0 or step == options.steps:
+                progress.report(step, shown)
+            if step % options.save_every == 0 and step < options.steps:
+                save_progress()
+    except BaseException:
+        if step > start and not world.distributed:  # keep every finished step (with several ranks the
+            save_progress()  # last periodic save stands: the others may be gone)
+        raise
+    final_state = save_progress()
+    out = Path(options.out)
+    if world.is_main:
+        weights = ema.full() if ema is not None else final_state
+        _write_output(out, weights, config, loaded, options, step, use_image)
+        log(f"wrote {out}")
+    barrier(world)
+    return out
+
+
+def _write_output(out: Path, weights: dict, config, loaded, options: TrainOptions, step: int, use_image: bool) -> None:
+    unet, image_proj = denoiser_from_state(config, weights, SAVE_DTYPES[options.save_dtype])
+    extra = {VAE_PREFIX: loaded.vae_state_dict, TEXT_PREFIX: loaded.text_encoder_state_dict}
+    if loaded.image_encoder_state_dict:
+        extra[IMAGE_ENCODER_PREFIX] = loaded.image_encoder_state_dict
+    metadata = {"univg.task": options.task, "univg.trained_from": Path(options.init).name, "univg.steps": str(step)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    save_checkpoint(partial, config, unet, image_proj, extra=extra, metadata=metadata)
+    os.replace(partial, out)
