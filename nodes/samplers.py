@@ -128,8 +128,9 @@ class UniVGUpscaler:
                 "seed": SEED,
                 "width": ("INT", {"default": 1280, "min": 64, "max": 4096, "step": 64}),
                 "height": ("INT", {"default": 720, "min": 64, "max": 4096, "step": 64}),
-                "strength": ("FLOAT", {"default": 0.7, "min": 0.01, "max": 1.0, "step": 0.01,
-                                       "tooltip": "where sampling starts: t_n = strength x 1000 (BGN)"}),
+                "strength": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01,
+                                       "tooltip": "where sampling starts: t_n = strength x 1000 (BGN); -1: the "
+                                                  "model's t_n (0.7 for a model without one)"}),
                 "steps": ("INT", {"default": 7, "min": 1, "max": 1000}),
                 "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
                 "fps": ("INT", {"default": 8, "min": 1, "max": 60}),
@@ -155,11 +156,18 @@ class UniVGUpscaler:
         if latent is None and images is None:
             raise ValueError("connect the low-resolution frames: a LATENT (latent) or an IMAGE batch (images)")
         check_size(width, height)
+        if strength < 0:
+            strength = -1.0
+        elif strength < 0.01:
+            raise ValueError(f"strength must be -1 (the model's BGN t_n) or in [0.01, 1], got {strength}")
         if images is None:
             images = decode_frames(vae, latent["samples"])
         inner, device = load_to_device(model)
         if inner.is_animation:
             raise ValueError("this is an animation model; the upscaler needs a text-only super-resolution model")
+        if strength < 0:
+            timesteps = inner.config.schedule.timesteps
+            strength = inner.config.bgn_t_n / timesteps if inner.config.bgn_t_n is not None else 0.7
         pixels = images[..., :3].movedim(-1, 1) * 2 - 1
         upsampled = pipelines.upsample_frames(pixels, height, width)
         condition = pixels_to_model_latent(vae, ((upsampled + 1) / 2).clamp(0, 1).movedim(1, -1), inner).to(device)

@@ -3,6 +3,7 @@ a tiny UNet plus tiny VAE encoder and CLIP towers in the real key layout."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 
@@ -21,7 +22,7 @@ VISION_WIDTH = 24  # the tiny Resampler's embedding_dim
 def moving_square_frames(frames: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
     """uint8 [T, H, W, 3]: a bright square sliding right over a dark gradient."""
     generator = torch.Generator().manual_seed(seed)
-    colour = torch.randint(128, 256, (3,), generator=generator)
+    colour = torch.randint(200, 256, (3,), generator=generator)
     ys = torch.linspace(0, 60, height).view(height, 1, 1).expand(height, width, 3)
     video = []
     side = max(4, height // 3)
@@ -51,16 +52,17 @@ def write_clip(path: Path, frames: int = 12, height: int = 64, width: int = 64, 
 
 
 def write_dataset(folder: Path, clips: int = 2, frames: int = 12, size: int = 64, captions: str = "sidecar") -> Path:
-    rows = ["file,caption"]
+    rows = [["file", "caption"]]
     for index in range(clips):
         clip = write_clip(folder / f"clip{index}.mp4", frames, size, size, seed=index)
         caption = f"a coloured square slides right, take {index}"
         if captions == "sidecar":
             clip.with_suffix(".txt").write_text(caption + "\n")
         else:
-            rows.append(f"{clip.name},{caption}")
+            rows.append([clip.name, caption])
     if captions == "csv":
-        (folder / "captions.csv").write_text("\n".join(rows) + "\n")
+        with open(folder / "captions.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows(rows)  # quotes the captions' commas
     return folder
 
 

@@ -26,7 +26,7 @@ from .cache import CachedClips, CacheSpec, build_cache, encoders_from_checkpoint
 from .data import DataError, find_clips
 from .distributed import World, barrier, broadcast_from_main, init_world, mean_over_ranks, shutdown
 from .model_setup import (
-    TrainingSetupError, bgn_window, build_denoiser, denoiser_from_state, check_text_width, target_config, uses_image_branch,
+    Denoiser, TrainingSetupError, bgn_window, build_denoiser, denoiser_from_state, check_text_width, target_config, uses_image_branch,
 )
 from .objective import TASKS, condition_latents, noisy_input_and_target, timestep_range
 

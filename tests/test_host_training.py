@@ -1,0 +1,80 @@
+"""Files written by `univg_core.train` on the real host: fine-tuned from the test base checkpoint
+(tiny UNet, full-size SD VAE and OpenCLIP towers), they load in the UniVG loader and render
+through the Animation Sampler and the BGN Upscaler with the windows stored in them; and the
+training encoders give what ComfyUI's encoders give the samplers at inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_host import saved_frames, tiny_api
+from training_fixtures import write_dataset
+from univg_core.checkpoint import load_checkpoint
+from univg_core.clip_towers import load_text_tower, load_vision_tower, tokenize
+from univg_core.training.trainer import TrainOptions, train
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def trained(host, checkpoints, tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    write_dataset(root / "data", clips=1, frames=8)
+    models = host.base / "models" / "univg"
+    outputs = {}
+    for task, window in (("animation", (500, 900)), ("sr", (0, 600))):
+        out = models / f"trained_{task}.safetensors"
+        train(TrainOptions(
+            task=task, init=str(Path(checkpoints["folder"]) / "base.safetensors"), data=str(root / "data"),
+            out=str(out), frames=4, height=64, width=64, max_frames=8, window_stride=4, steps=1, lr=1e-4,
+            t_m=window[0], t_n=window[1], gradient_checkpointing=False, precision="fp32", cache_dir=str(root / task),
+        ), log=lambda message: None)
+        outputs[task] = out.name
+    return outputs
+
+
+def test_trained_files_carry_their_task(trained, host):
+    animation = load_checkpoint(host.base / "models" / "univg" / trained["animation"])
+    sr = load_checkpoint(host.base / "models" / "univg" / trained["sr"])
+    assert (animation.family, animation.config.bgn_t_m, animation.config.bgn_t_n) == ("univg_animation", 500, 900)
+    assert (sr.family, sr.prediction, sr.config.bgn_t_n) == ("univg_sr", "v", 600)
+
+
+def test_trained_animation_model_renders_through_the_animation_sampler(trained, host, checkpoints):
+    api = tiny_api("animation", host, checkpoints)
+    api["1"]["inputs"]["ckpt_name"] = trained["animation"]
+    api["6"]["inputs"]["filename_prefix"] = "univg/trained_animation"
+    run = host.run(api)
+    assert run.success, run.error()
+    assert len(saved_frames(host, run)) == 4
+
+
+def test_trained_sr_model_renders_through_the_upscaler(trained, host, checkpoints):
+    api = tiny_api("base_then_super_resolution", host, checkpoints)
+    api["10"]["inputs"]["ckpt_name"] = trained["sr"]
+    api["6"]["inputs"]["filename_prefix"] = "univg/trained_sr"
+    run = host.run(api)
+    assert run.success, run.error()
+    frames = saved_frames(host, run)
+    assert len(frames) == 4 and frames[0].shape[:2] == (128, 128)
+
+
+def test_training_encoders_match_comfyuis(host, checkpoints):
+    """Text: our tower vs ComfyUI's CLIP (CLIPTextEncode's path); image: our vision tower vs
+    ComfyUI's CLIP vision `last_hidden_state` (what UniVG Multi-Conditioning hands the model)."""
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    _, clip, _, clip_vision = loader.load("base.safetensors", "fp32")
+    loaded = load_checkpoint(Path(checkpoints["folder"]) / "base.safetensors")
+    prompt = "a red panda eating bamboo"
+    ours = load_text_tower(loaded.text_encoder_state_dict)(tokenize([prompt]))
+    theirs = clip.encode_from_tokens(clip.tokenize(prompt))
+    assert ours.shape == theirs.shape == (1, 77, 1024)
+    torch.testing.assert_close(ours, theirs.float(), rtol=2e-2, atol=2e-2)
+    images = torch.rand(2, 80, 96, 3, generator=torch.Generator().manual_seed(0))
+    ours = load_vision_tower(loaded.image_encoder_state_dict)(images.movedim(-1, 1))
+    theirs = clip_vision.encode_image(images, crop=False)["last_hidden_state"]
+    assert ours.shape == theirs.shape == (2, 257, 1280)
+    torch.testing.assert_close(ours, theirs.float(), rtol=2e-2, atol=2e-2)

@@ -1,0 +1,291 @@
+"""BGN fine-tuning on the CPU with tiny models and tiny synthetic clips written here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from univg_core import bgn
+from univg_core.checkpoint import load_checkpoint
+from univg_core.schedule import make_alphas_cumprod
+from univg_core.training import trainer as trainer_module
+from univg_core.training.cache import CachedClips
+from univg_core.training.data import DataError, find_clips, read_video
+from univg_core.training.model_setup import TrainingSetupError
+from univg_core.training.objective import TASKS, condition_latents, noisy_input_and_target
+from univg_core.training.trainer import TrainOptions, train
+
+from training_fixtures import write_clip, write_dataset, write_init_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+QUIET = lambda message: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    write_dataset(root / "data", clips=2, frames=12)
+    write_init_checkpoint(root / "base.safetensors", "univg_base")
+    write_init_checkpoint(root / "t2v.safetensors", "videocrafter2_t2v_512")
+    write_init_checkpoint(root / "dynamicrafter.safetensors", "dynamicrafter_512")
+    return root
+
+
+def options(workspace: Path, task: str, out: str, **changes) -> TrainOptions:
+    values = dict(
+        task=task, init=str(workspace / "base.safetensors"), data=str(workspace / "data"), out=str(workspace / out),
+        frames=4, height=64, width=64, max_frames=12, steps=2, lr=1e-3, batch_size=2, log_every=1,
+        gradient_checkpointing=False, save_dtype="fp32", precision="fp32", cache_dir=str(workspace / f"cache_{task}"),
+    )
+    values.update(changes)
+    return TrainOptions(**values)
+
+
+# ------------------------------------------------------------------------ objective
+
+
+def test_bgn_training_pairs_follow_the_paper():
+    """x_t and the regression target of F_A (eps) and F_SR (v), written out from paper 3.4."""
+    generator = torch.Generator().manual_seed(0)
+    abar = make_alphas_cumprod()
+    v_target = torch.randn(3, 4, 5, 4, 4, generator=generator, dtype=torch.float64)
+    eps = torch.randn(v_target.shape, generator=generator, dtype=torch.float64)
+    lowres = torch.randn(v_target.shape, generator=generator, dtype=torch.float64)
+    for task, t_values, condition in (
+        ("animation", [100, 800, 990], v_target[:, :, :1].expand_as(v_target)),
+        ("sr", [0, 350, 699], lowres),
+    ):
+        spec = TASKS[task]
+        t_m, t_n = spec.bgn_window
+        t = torch.tensor(t_values)
+        assert torch.equal(condition_latents(spec, v_target, lowres), condition)
+        x, target = noisy_input_and_target(spec, v_target, condition, eps, t, abar, spec.bgn_window)
+        for i, step in enumerate(t_values):
+            a = abar[step]
+            weight = min(max((step - t_m) / (t_n - t_m), 0.0), 1.0)
+            biased = eps[i] + (a.sqrt() / (1 - a).sqrt()) * weight * (condition[i] - v_target[i])
+            expected_x = a.sqrt() * v_target[i] + (1 - a).sqrt() * biased
+            expected_target = biased if spec.prediction == "eps" else a.sqrt() * biased - (1 - a).sqrt() * v_target[i]
+            torch.testing.assert_close(x[i, :4], expected_x)
+            torch.testing.assert_close(target[i], expected_target)
+        if spec.concat_first_frame:
+            assert x.shape[1] == 8 and torch.equal(x[:, 4:], condition)
+        else:
+            assert x.shape[1] == 4
+    # at t_n the animation input is the condition's own forward process
+    spec = TASKS["animation"]
+    t = torch.full((3,), spec.bgn_window[1])
+    condition = condition_latents(spec, v_target, None)
+    x, _ = noisy_input_and_target(spec, v_target, condition, eps, t, abar, spec.bgn_window)
+    torch.testing.assert_close(x[:, :4], bgn.inference_start(condition, eps, spec.bgn_window[1], abar))
+
+
+def test_base_task_is_the_standard_forward_process():
+    abar = make_alphas_cumprod()
+    v_target, eps = torch.randn(2, 4, 3, 4, 4, dtype=torch.float64), torch.randn(2, 4, 3, 4, 4, dtype=torch.float64)
+    t = torch.tensor([5, 999])
+    x, target = noisy_input_and_target(TASKS["base"], v_target, None, eps, t, abar, None)
+    a = abar[t].view(2, 1, 1, 1, 1)
+    torch.testing.assert_close(x, a.sqrt() * v_target + (1 - a).sqrt() * eps)
+    assert torch.equal(target, eps)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_clips_with_sidecar_or_csv_captions(tmp_path):
+    write_dataset(tmp_path / "sidecar", clips=2, frames=6)
+    write_dataset(tmp_path / "csv", clips=2, frames=6, captions="csv")
+    for folder in ("sidecar", "csv"):
+        records = find_clips(tmp_path / folder)
+        assert [r.path.name for r in records] == ["clip0.mp4", "clip1.mp4"]
+        assert records[1].caption == "a coloured square slides right, take 1"
+
+
+def test_decoded_clip_has_the_asked_size_and_the_moving_square(tmp_path):
+    clip = write_clip(tmp_path / "wide.mp4", frames=10, height=48, width=64, fps=12)
+    video, rate = read_video(clip, 32, 32, max_frames=8, stride=2)
+    assert video.shape == (5, 3, 32, 32) and rate == pytest.approx(6.0)
+    assert -1 <= float(video.min()) and float(video.max()) <= 1
+    bright = video.mean(1) > 0.2  # the square is the only bright thing
+    columns = [float(torch.nonzero(frame)[:, 1].float().mean()) for frame in bright]
+    assert columns[-1] > columns[0]  # it slides right
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_caption", "bad_csv"])
+def test_bad_data_folders_are_named(tmp_path, case):
+    folder = tmp_path / "data"
+    if case != "missing":
+        folder.mkdir()
+    if case == "no_caption":
+        write_clip(folder / "a.mp4", frames=4)
+        write_clip(folder / "b.webm.mp4", frames=4)
+        (folder / "a.txt").write_text("a caption")
+    if case == "bad_csv":
+        write_clip(folder / "a.mp4", frames=4)
+        (folder / "captions.csv").write_text("name,text\na.mp4,x\n")
+    message = {"missing": "does not exist", "empty": "holds no video clips", "no_caption": "have no caption: b.webm.mp4",
+               "bad_csv": "columns 'file' and 'caption'"}[case]
+    with pytest.raises(DataError, match=message):
+        find_clips(folder)
+
+
+def test_unreadable_and_short_clips_fail_before_training(workspace, tmp_path):
+    data = tmp_path / "data"
+    write_dataset(data, clips=1, frames=12)
+    write_clip(data / "short.mp4", frames=3)
+    (data / "short.txt").write_text("too short")
+    (data / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    (data / "broken.txt").write_text("not a video")
+    with pytest.raises(DataError) as error:
+        train(options(workspace, "animation", "never.safetensors", data=str(data), cache_dir=str(tmp_path / "c")), log=QUIET)
+    text = str(error.value)
+    assert "2 of 3 clips are unusable" in text
+    assert "broken.mp4: cannot decode the video" in text
+    assert "short.mp4: 3 frames (stride 1), fewer than the 4 asked" in text
+    assert not (workspace / "never.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "task,init,changes,message",
+    [
+        ("sr", "dynamicrafter.safetensors", {}, "has 8 input channels; the sr task starts from 4"),
+        ("base", "dynamicrafter.safetensors", {}, "has 8 input channels; the base task starts from 4"),
+        ("animation", "base.safetensors", {"t_m": 990, "t_n": 600}, "BGN window needs 0 <= t_m < t_n <= 999"),
+        ("sr", "base.safetensors", {"t_n": 1000}, "BGN window needs"),
+        ("base", "base.safetensors", {"t_m": 10}, "trains without BGN"),
+        ("base", "base.safetensors", {"zero_terminal_snr": True}, "zero terminal SNR with eps-prediction"),
+        ("animation", "base.safetensors", {"frames": 0}, "--frames must be in"),
+        ("animation", "base.safetensors", {"out": "x.ckpt"}, "must name a .safetensors"),
+        ("animation", "nothing.safetensors", {}, "no such file"),
+    ],
+)
+def test_bad_settings_fail_before_training(workspace, task, init, changes, message):
+    changes = dict(changes)
+    chosen = options(workspace, task, changes.pop("out", "bad.safetensors"), init=str(workspace / init), **changes)
+    with pytest.raises(TrainingSetupError, match=message):
+        train(chosen, log=QUIET)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def fixed_draws(clips: CachedClips):
+    """One clip window under 8 fixed (t, noise) draws spread over [50, 990]: the same for every model."""
+    spec = TASKS["animation"]
+    generator = torch.Generator().manual_seed(123)
+    item = clips[0]
+    latents = item["latents"].unsqueeze(0).expand(8, -1, -1, -1, -1)
+    t = torch.linspace(50, 990, 8).long()
+    eps = torch.randn(latents.shape, generator=generator)
+    condition = condition_latents(spec, latents, None)
+    x, target = noisy_input_and_target(spec, latents, condition, eps, t, make_alphas_cumprod(), spec.bgn_window)
+    return item, x, t, target
+
+
+def test_tiny_animation_model_overfits_a_moving_square(workspace, tmp_path):
+    data = tmp_path / "one"
+    write_dataset(data, clips=1, frames=4)
+    cache = tmp_path / "cache"
+    chosen = options(workspace, "animation", "overfit.safetensors", data=str(data), cache_dir=str(cache), steps=30,
+                     lr=3e-3, batch_size=2, text_dropout=0.0, image_dropout=0.0, offset_noise=0.0, log_every=20)
+    out = train(chosen, log=QUIET)
+    clips = CachedClips(sorted(p for p in cache.glob("*.pt") if p.name != "null.pt"), 4)
+    item, x, t, target = fixed_draws(clips)
+    before = float(target.pow(2).mean())  # the init's zero-initialised output layer predicts 0
+    loaded = load_checkpoint(out)
+    with torch.no_grad():
+        image = loaded.image_proj(item["image"].unsqueeze(0).expand(8, -1, -1))
+        output = loaded.unet(x, t, context=item["text"].unsqueeze(0).expand(8, -1, -1), image_context=image)
+    after = float(torch.nn.functional.mse_loss(output, target))
+    assert after < 0.5 * before, (after, before)
+
+
+def test_resume_continues_where_a_crash_stopped(workspace, monkeypatch):
+    straight = train(options(workspace, "animation", "straight.safetensors", steps=4, ema_decay=0.5), log=QUIET)
+    real_make_batch = trainer_module.make_batch
+    calls = {"n": 0}
+
+    def crash_on_third_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return real_make_batch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "make_batch", crash_on_third_step)
+    crashed = options(workspace, "animation", "resumed.safetensors", steps=4, ema_decay=0.5)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(crashed, log=QUIET)
+    assert torch.load(crashed.state_path, weights_only=True)["step"] == 2  # both finished steps kept
+    assert not Path(crashed.out).exists()
+    monkeypatch.setattr(trainer_module, "make_batch", real_make_batch)
+    messages = []
+    resumed = train(crashed, log=messages.append)
+    assert any("resumed" in m and "at step 2" in m for m in messages)
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    other = options(workspace, "animation", "resumed.safetensors", steps=4, ema_decay=0.5, batch_size=1)
+    with pytest.raises(TrainingSetupError, match="used other settings"):
+        train(other, log=QUIET)
+
+
+def test_two_processes_match_one_with_the_same_global_batch(workspace):
+    """torchrun, gloo: 2 ranks x batch 1 == 1 rank x batch 2, weights equal after 2 steps."""
+    common = ["--task", "sr", "--init", str(workspace / "base.safetensors"), "--data", str(workspace / "data"),
+              "--frames", "4", "--height", "64", "--width", "64", "--max-frames", "12", "--steps", "2",
+              "--lr", "1e-3", "--no-gradient-checkpointing", "--save-dtype", "fp32", "--precision", "fp32",
+              "--cache-dir", str(workspace / "cache_ddp"), "--log-every", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    single = workspace / "single.safetensors"
+    run = subprocess.run([sys.executable, "-m", "univg_core.train", *common, "--batch-size", "2", "--out", str(single)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    double = workspace / "double.safetensors"
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "univg_core.train", *common, "--batch-size", "1", "--out", str(double)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    a, b = load_file(str(single)), load_file(str(double))
+    changed = 0
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+        changed += key.startswith("model.diffusion_model.")
+    assert changed
+    initial = load_file(str(workspace / "base.safetensors"))
+    assert not torch.equal(initial["model.diffusion_model.out.2.weight"].float(), a["model.diffusion_model.out.2.weight"])
+
+
+def test_cli_reports_bad_input_with_exit_2(workspace, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "univg_core.train", "--task", "animation", "--init", str(workspace / "base.safetensors"),
+         "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o.safetensors")],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 2 and "error: data folder" in run.stderr and "does not exist" in run.stderr
+
+
+def test_saved_files_load_with_their_task_settings(workspace):
+    for task, family, prediction, window, channels in (
+        ("animation", "univg_animation", "eps", (600, 990), 8),
+        ("sr", "univg_sr", "v", (0, 700), 4),
+        ("base", "univg_base", "eps", (None, None), 4),
+    ):
+        out = train(options(workspace, task, f"{task}_1.safetensors", steps=1), log=QUIET)
+        loaded = load_checkpoint(out)
+        assert (loaded.family, loaded.prediction, loaded.config.unet.in_channels) == (family, prediction, channels)
+        assert (loaded.config.bgn_t_m, loaded.config.bgn_t_n) == window
+        assert loaded.metadata["univg.task"] == task and loaded.vae_state_dict and loaded.text_encoder_state_dict
+    # a text-only init trains text-only, and its output has no image branch
+    out = train(options(workspace, "animation", "from_t2v.safetensors", init=str(workspace / "t2v.safetensors"), steps=1),
+                log=QUIET)
+    assert load_checkpoint(out).image_proj is None
