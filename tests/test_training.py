@@ -102,6 +102,35 @@ def test_base_task_is_the_standard_forward_process():
     assert torch.equal(target, eps)
 
 
+def test_training_encoders_read_the_full_size_layouts():
+    """The SD VAE encoder and the ViT-H/14 text and vision towers, built from the key names and
+    shapes of a real lvdm checkpoint (meta tensors), load strictly with the sizes inferred."""
+    from tools.demo_checkpoint import text_tower_shapes, vae_shapes, vision_tower_shapes
+    from univg_core.clip_towers import TextTower, VisionTower, _tower_config
+    from univg_core.vae_encoder import VAEEncoder, infer_encoder_config
+
+    def meta(shapes: dict, prefix: str) -> dict:
+        return {k[len(prefix):]: torch.empty(v, device="meta") for k, v in shapes.items() if k.startswith(prefix)}
+
+    vae = meta(vae_shapes(), "first_stage_model.")
+    config = infer_encoder_config(vae)
+    assert (config.ch, config.ch_mult, config.num_res_blocks, config.z_channels, config.downsample) == (128, (1, 2, 4, 4), 2, 4, 8)
+    with torch.device("meta"):
+        encoder = VAEEncoder(config)
+    encoder.load_state_dict({k: v for k, v in vae.items() if k.startswith(("encoder.", "quant_conv."))}, strict=True, assign=True)
+    text = meta(text_tower_shapes(), "cond_stage_model.model.")
+    config = _tower_config(text, "text")
+    assert (config.width, config.layers, config.heads, config.mlp_width, config.context, config.vocab) == (1024, 24, 16, 4096, 77, 49408)
+    with torch.device("meta"):
+        TextTower(config).load_state_dict(text, strict=True, assign=True)
+    vision = meta(vision_tower_shapes(), "embedder.model.visual.")
+    vision = {k: v for k, v in vision.items() if k != "proj"}  # the projection head is not used for tokens
+    config = _tower_config(vision, "vision")
+    assert (config.width, config.layers, config.heads, config.patch, config.image_size) == (1280, 32, 16, 14, 224)
+    with torch.device("meta"):
+        VisionTower(config).load_state_dict(vision, strict=True, assign=True)
+
+
 # ----------------------------------------------------------------------------- data
 
 

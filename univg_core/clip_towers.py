@@ -20,6 +20,8 @@ import torch.nn.functional as F
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 HEAD_WIDTH = 64
+# the widths cannot tell the head count: OpenCLIP's ViT-H/14 vision tower uses 80-wide heads
+VISION_HEAD_WIDTHS = {1280: 80}
 
 
 class ClipError(ValueError):
@@ -65,7 +67,8 @@ class TowerConfig:
 
     @property
     def heads(self) -> int:
-        return max(1, self.width // HEAD_WIDTH)
+        head_width = VISION_HEAD_WIDTHS.get(self.width, HEAD_WIDTH) if self.patch else HEAD_WIDTH
+        return max(1, self.width // head_width)
 
     @property
     def image_size(self) -> int:
