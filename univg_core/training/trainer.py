@@ -9,6 +9,7 @@ with a batch of 1 see the same samples, and a resumed run continues exactly wher
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -125,8 +126,13 @@ def sample_numbers(step: int, micro: int, world: World, options: TrainOptions) -
 def window_index(sample_number: int, count: int, seed: int) -> int:
     """Samples walk through a fresh permutation of the windows every epoch."""
     epoch, position = divmod(sample_number, count)
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-    return int(order[position])
+    return int(_epoch_order(count, seed, epoch)[position])
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
+    # drawn once per epoch, not once per sample
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
 
 
 @dataclass
