@@ -229,8 +229,9 @@ def test_tiny_animation_model_overfits_a_moving_square(workspace, tmp_path):
     data = tmp_path / "one"
     write_dataset(data, clips=1, frames=4)
     cache = tmp_path / "cache"
-    chosen = options(workspace, "animation", "overfit.safetensors", data=str(data), cache_dir=str(cache), steps=30,
-                     lr=3e-3, batch_size=2, text_dropout=0.0, image_dropout=0.0, offset_noise=0.0, log_every=20)
+    chosen = options(workspace, "animation", "overfit.safetensors", data=str(data), cache_dir=str(cache), steps=40,
+                     lr=3e-3, batch_size=2, text_dropout=0.0, image_dropout=0.0, offset_noise=0.0, dropout=0.0,
+                     log_every=10)
     out = train(chosen, log=QUIET)
     clips = CachedClips(sorted(p for p in cache.glob("*.pt") if p.name != "null.pt"), 4)
     item, x, t, target = fixed_draws(clips)
@@ -276,11 +277,12 @@ def test_resume_continues_where_a_crash_stopped(workspace, monkeypatch):
 
 @slow_training
 def test_two_processes_match_one_with_the_same_global_batch(workspace):
-    """torchrun, gloo: 2 ranks x batch 1 == 1 rank x batch 2, weights equal after 2 steps."""
+    """torchrun, gloo: 2 ranks x batch 1 == 1 rank x batch 2, weights equal after 2 steps (network
+    dropout off: its masks are drawn per rank)."""
     common = ["--task", "sr", "--init", str(workspace / "base.safetensors"), "--data", str(workspace / "data"),
               "--frames", "4", "--height", "64", "--width", "64", "--max-frames", "12", "--steps", "2",
               "--lr", "1e-3", "--no-gradient-checkpointing", "--save-dtype", "fp32", "--precision", "fp32",
-              "--cache-dir", str(workspace / "cache_ddp"), "--log-every", "1"]
+              "--cache-dir", str(workspace / "cache_ddp"), "--log-every", "1", "--dropout", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     single = workspace / "single.safetensors"
     run = subprocess.run([sys.executable, "-m", "univg_core.train", *common, "--batch-size", "2", "--out", str(single)],

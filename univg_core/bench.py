@@ -4,6 +4,11 @@
 
 prints seconds per UNet call (batch 2, as under classifier-free guidance) and peak
 memory, on CPU or CUDA, with random weights of the full-size preset.
+
+    python -m univg_core.bench attention [--dtype fp16] [--kind mca temporal]
+
+times the Triton kernels against SDPA per attention shape on a GPU (correctness only
+on a CPU, through Triton's interpreter); see univg_core/bench_attention.py.
 """
 
 from __future__ import annotations
@@ -93,7 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     unet.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
     unet.add_argument("--warmup", type=int, default=None, help="default: 1 on CUDA, 0 on CPU")
     unet.add_argument("--repeats", type=int, default=1)
+    attention = sub.add_parser("attention", help="Triton kernels vs SDPA at the UNet's attention shapes")
+    attention.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    attention.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="GPU only; the CPU check is fp32")
+    attention.add_argument("--kind", nargs="*", choices=["spatial", "temporal", "mca"], help="default: all")
+    attention.add_argument("--warmup", type=int, default=3)
+    attention.add_argument("--repeats", type=int, default=10)
+    attention.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    attention.add_argument("--verbose", action="store_true", help="print each row as it is measured")
     args = parser.parse_args(argv)
+    if args.what == "attention":
+        from .bench_attention import bench_attention, format_table
+
+        result = bench_attention(args)
+        print(json.dumps(result, indent=2) if args.json else format_table(result))
+        return 0
     if args.height % 64 or args.width % 64:
         parser.error(f"--height and --width must be multiples of 64, got {args.height}x{args.width}")
     cuda = args.device.startswith("cuda")

@@ -41,6 +41,8 @@ def parse(argv=None) -> TrainOptions:
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                         help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     parser.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="the network's dropout rate (default: its own, 0.1 in the temporal convolutions)")
     parser.add_argument("--ema", dest="ema_decay", type=float, default=None, help="EMA decay (e.g. 0.9999); the output holds the EMA")
     parser.add_argument("--fs", type=int, default=None, help="fps / frame-stride condition (default: the model's)")
     parser.add_argument("--cache-dir", default=None, help="encoded clips (default DATA/.univg_cache)")

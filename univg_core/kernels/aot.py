@@ -49,12 +49,13 @@ class Variant:
 def variants() -> list[Variant]:
     """Every distinct (kernel, dtype, tiles) the launcher can choose on a GPU."""
     found: dict[tuple, Variant] = {}
-    for kernel in KERNELS:
-        for dtype in launch.GPU_DTYPES:
-            for head_dim in HEAD_DIMS:
-                for len_q, len_k in SEQUENCE_SHAPES:
-                    tiles = launch.tile_config(len_q, len_k, head_dim)
-                    found.setdefault((kernel, dtype, tiles), Variant(kernel, dtype, tiles))
+    for dtype in launch.GPU_DTYPES:
+        for head_dim in HEAD_DIMS:
+            for len_q, len_k in SEQUENCE_SHAPES:
+                tiles = launch.tile_config(len_q, len_k, head_dim)
+                found.setdefault(("self_attention", dtype, tiles), Variant("self_attention", dtype, tiles))
+            tiles = launch.long_tile_config(head_dim)
+            found.setdefault(("mca", dtype, tiles), Variant("multi_condition_attention", dtype, tiles))
     return list(found.values())
 
 

@@ -48,6 +48,12 @@ def tile_config(len_q: int, len_k: int, head_dim: int) -> TileConfig:
     if longest <= SHORT_SEQUENCE:
         block = max(16, triton.next_power_of_2(longest))
         return TileConfig(block, block, block_d, num_warps=1 if block == 16 else (2 if block == 32 else 4), num_stages=1)
+    return long_tile_config(head_dim)
+
+
+def long_tile_config(head_dim: int) -> TileConfig:
+    """Spatial self-attention, and always MCA (its 77 text tokens never make a short sequence)."""
+    block_d = padded_head_dim(head_dim)
     if block_d <= 64:
         return TileConfig(128, 64, block_d, num_warps=4, num_stages=3)
     return TileConfig(64, 64, block_d, num_warps=4, num_stages=2)
@@ -129,7 +135,7 @@ def multi_condition_attention(
     image_scale: float | torch.Tensor,
 ) -> torch.Tensor:
     batch, heads, len_q, head_dim = q.shape
-    tiles = tile_config(len_q, max(k_text.shape[2], k_image.shape[2]), head_dim)
+    tiles = long_tile_config(head_dim)
     out = _output_like(q)
     grid = (batch * heads, triton.cdiv(len_q, tiles.block_m))
     multi_condition_attention_kernel[grid](

@@ -2,9 +2,13 @@
 accumulation, optional EMA, DistributedDataParallel (or FSDP) across `torchrun` processes,
 resumable state, and a `.safetensors` in the original layout at the end.
 
-Every random draw of a training sample (its window, t, noise, dropouts) is a function of
-(seed, global sample number) alone, so one process with a global batch of N and N processes
-with a batch of 1 see the same samples, and a resumed run continues exactly where it stopped."""
+Every random draw of a training sample (its window, t, noise, condition dropouts) is a
+function of (seed, global sample number) alone, so one process with a global batch of N and
+N processes with a batch of 1 see the same samples. The network's own dropout layers (0.1 in
+VideoCrafter's temporal convolutions) draw from the global RNG, which is re-seeded from
+(seed, step, micro-batch, rank) before every forward pass: a resumed run continues exactly
+where it stopped. Their masks are drawn per rank, so the N-process == 1-process equality
+is exact with --dropout 0."""
 
 from __future__ import annotations
 
@@ -69,6 +73,7 @@ class TrainOptions:
     device: str = "auto"
     fsdp: bool = False
     log_every: int = 10
+    dropout: Optional[float] = None  # None: the network's own dropout rates
 
     @property
     def state_path(self) -> Path:
@@ -91,7 +96,7 @@ def validate(options: TrainOptions) -> None:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
     if not options.lr > 0:
         problems.append(f"--lr must be > 0, got {options.lr}")
-    for name in ("text_dropout", "image_dropout"):
+    for name in ("text_dropout", "image_dropout", "dropout"):
         value = getattr(options, name)
         if value is not None and not 0 <= value <= 1:
             problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
@@ -114,6 +119,18 @@ def validate(options: TrainOptions) -> None:
 
 def sample_generator(seed: int, sample_number: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + sample_number) % (2**63))
+
+
+def seed_network_dropout(options: TrainOptions, step: int, micro: int, world: World) -> None:
+    torch.manual_seed(((options.seed * 1_000_003 + step) * 1009 + micro) * 1013 + world.rank)
+
+
+def set_network_dropout(model: torch.nn.Module, rate: Optional[float]) -> None:
+    if rate is None:
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = rate
 
 
 def sample_numbers(step: int, micro: int, world: World, options: TrainOptions) -> list[int]:
@@ -328,6 +345,7 @@ def _run(options, world, loaded, spec, window, config, use_image, clips, log) ->
     torch.manual_seed(options.seed)
     model = build_denoiser(loaded, config, use_image).to(world.device).train()
     model.unet.gradient_checkpointing = options.gradient_checkpointing
+    set_network_dropout(model, options.dropout)
     alphas_cumprod = alphas_cumprod_for(config.schedule)
     text_dropout = spec.text_dropout if options.text_dropout is None else options.text_dropout
     image_dropout = spec.image_dropout if options.image_dropout is None else options.image_dropout
@@ -368,6 +386,7 @@ def _run(options, world, loaded, spec, window, config, use_image, clips, log) ->
                 )
                 last = micro == options.grad_accum - 1
                 context = wrapped.no_sync() if (not last and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
+                seed_network_dropout(options, step, micro, world)
                 with context, _autocast(options, world.device):
                     output = wrapped(
                         batch.x.to(world.device), batch.t.to(world.device), batch.text.to(world.device),
