@@ -47,7 +47,7 @@ def test_interpreter_suite_passes():
     is imported, so in a fresh process."""
     env = dict(os.environ, TRITON_INTERPRET="1", UNIVG_ATTENTION="triton")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/kernels_interpreted", "-q", "-p", "no:cacheprovider", "-rs"],
+        [sys.executable, "-m", "pytest", "tests/kernels_interpreted", "-p", "no:cacheprovider", "-rs"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
     )
     summary = result.stdout[-4000:] + result.stderr[-2000:]

@@ -52,7 +52,8 @@ def shapes() -> list[Shape]:
     found = []
     for latent, (height, width) in LATENTS.items():
         for level, heads in enumerate(LEVEL_HEADS):
-            tokens = (height >> level) * (width >> level)
+            # each stride-2 downsampling conv (padding 1) rounds odd sizes up: 45 -> 23
+            tokens = -(-height // 2**level) * -(-width // 2**level)
             found.append(Shape("spatial", latent, level, BATCH * FRAMES, heads, tokens, tokens))
             found.append(Shape("mca", latent, level, BATCH * FRAMES, heads, tokens, TEXT_TOKENS))
             found.append(Shape("temporal", latent, level, BATCH * tokens, heads, TEMPORAL_FRAMES, TEMPORAL_FRAMES))

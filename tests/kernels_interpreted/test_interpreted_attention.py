@@ -140,3 +140,18 @@ def test_transformer_blocks_give_the_same_output_with_either_backend(monkeypatch
     error = (out - expected).abs().max().item()
     assert error < 1e-4, error
     assert (expected - video).abs().max() > 0.1  # the blocks changed the input: attention mattered
+
+
+def test_cpu_benchmark_checks_every_temporal_shape():
+    """`python -m univg_core.bench attention` without a GPU: interpreter correctness per shape."""
+    import argparse
+
+    from univg_core.bench_attention import bench_attention, format_table
+
+    args = argparse.Namespace(device="cpu", dtype="fp16", kind=["temporal"], warmup=0, repeats=1, verbose=False)
+    result = bench_attention(args)
+    assert [row["shape"].split()[:3] for row in result["rows"]] == [
+        ["temporal", latent, f"L{level}"] for latent in ("40x72", "90x160") for level in range(3)
+    ]
+    assert all(row["max_error"] < 1e-5 and row["checked_slice"] == [64, 1, 24, 64] for row in result["rows"])
+    assert "correctness only" in format_table(result)

@@ -8,6 +8,7 @@ frames) get one square tile of next_pow2(L) >= 16 and few warps instead of the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -110,7 +111,22 @@ def _scale_tensor(image_scale: float | torch.Tensor, device: torch.device) -> to
     return torch.full((1,), float(image_scale), device=device, dtype=torch.float32)
 
 
+def _on_device(q: torch.Tensor):
+    # Triton launches on the current CUDA device's stream: make it the tensors' device
+    return torch.cuda.device(q.device) if q.device.type == "cuda" else contextlib.nullcontext()
+
+
 def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    with _on_device(q):
+        return _self_attention(q, k, v)
+
+
+def multi_condition_attention(q, k_text, v_text, k_image, v_image, image_scale) -> torch.Tensor:
+    with _on_device(q):
+        return _multi_condition_attention(q, k_text, v_text, k_image, v_image, image_scale)
+
+
+def _self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     batch, heads, len_q, head_dim = q.shape
     tiles = tile_config(len_q, k.shape[2], head_dim)
     out = _output_like(q)
@@ -126,7 +142,7 @@ def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
     return out
 
 
-def multi_condition_attention(
+def _multi_condition_attention(
     q: torch.Tensor,
     k_text: torch.Tensor,
     v_text: torch.Tensor,
