@@ -149,8 +149,10 @@ def multi_condition_attention(
     """UniVG's Multi-condition Cross Attention (paper eq. 3.3): one query, two key/value
     sets, two softmaxes, out = attn(q, text) + image_scale * attn(q, image)."""
     found = _kernel_for("multi_condition_attention", q, k_text, v_text, k_image, v_image)
-    if isinstance(image_scale, torch.Tensor) and image_scale.numel() != 1:
-        found = None  # a per-sample scale: SDPA broadcasts it
+    if isinstance(image_scale, torch.Tensor) and (
+        image_scale.numel() != 1 or (torch.is_grad_enabled() and image_scale.requires_grad)
+    ):
+        found = None  # a per-sample scale (SDPA broadcasts it), or a gate being trained
     if found is not None:
         out = _run_kernel(found, q, k_text, v_text, k_image, v_image, image_scale)
         if out is not None:
