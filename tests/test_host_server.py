@@ -13,6 +13,7 @@ import pytest
 from tools import queue_batch
 from tools.comfy_host import Server, get_json, interrupt, prepare_base, queue_prompt, status_of, wait_for
 from tools.main_job import example_image
+from tools.progress_watch import ProgressWatcher
 
 pytestmark = [
     pytest.mark.host,
@@ -68,6 +69,25 @@ def test_interrupt_mid_sampling_then_next_prompt_renders(server):
     assert server.alive()
     after = wait_for(server.url, queue_prompt(server.url, t2v(seed=6)), timeout=900)
     assert status_of(after)[0] == "success"
+
+
+def test_progress_watcher_prints_each_node_and_step_of_a_live_render(server):
+    api = t2v(steps=3, seed=11)
+    lines: list[str] = []
+    with ProgressWatcher(server.url, {k: v["class_type"] for k, v in api.items()}, lines.append, interval=0) as watch:
+        assert watch.connected.is_set() and watch.error is None
+        entry = wait_for(server.url, queue_prompt(server.url, api, client_id=watch.client_id), timeout=900)
+        deadline = time.monotonic() + 30
+        while "finished" not in lines and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert status_of(entry)[0] == "success"
+    assert watch.error is None, watch.error
+    assert lines[0] == "started" and lines[-1] == "finished", lines
+    sampler = lines.index("running UniVGBaseSampler (node 4)")
+    steps = [line for line in lines if line.startswith("UniVGBaseSampler (node 4): ")]
+    assert [line.split(": ")[1].split(",")[0] for line in steps] == ["1/3", "2/3", "3/3"]
+    assert lines.index(steps[0]) > sampler
+    assert "running UniVGVAEDecode (node 5)" in lines and "running SaveAnimatedWEBP (node 6)" in lines
 
 
 def write_lines(path: Path, rows) -> Path:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
+from .progress_watch import ProgressWatcher
 
 MODELS = ROOT / "models"
 OUTPUT = ROOT / "output"
@@ -95,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Starting ComfyUI headless (log: {base / 'comfyui.log'}) ...", flush=True)
     try:
         with Server(base) as server:
-            prompt_id = queue_prompt(server.url, workflow)
-            print(f"Queued {args.workflow} with {checkpoint} as prompt {prompt_id}; rendering ...", flush=True)
-            entry = wait_for(server.url, prompt_id, timeout=args.timeout)
+            node_types = {node_id: node["class_type"] for node_id, node in workflow.items()}
+            with ProgressWatcher(server.url, node_types, print_line=lambda line: print(f"  {line}", flush=True)) as watch:
+                prompt_id = queue_prompt(server.url, workflow, client_id=watch.client_id)
+                print(f"Queued {args.workflow} with {checkpoint} as prompt {prompt_id}; rendering ...", flush=True)
+                entry = wait_for(server.url, prompt_id, timeout=args.timeout)
     except HostError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
