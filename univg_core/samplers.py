@@ -73,6 +73,19 @@ def _prepare(x, alphas_cumprod, timesteps, prediction):
     return timesteps.tolist(), alphas_cumprod.double().cpu()
 
 
+def _model_step(denoise: Denoiser, x: torch.Tensor, steps: list[int], i: int, abar: torch.Tensor, prediction: str):
+    """Step i's model call: (t, t_next, abar_t, abar_next, x0, eps); t_next None and
+    abar_next 1 on the last step, which lands on the clean sample."""
+    t = steps[i]
+    t_next = steps[i + 1] if i + 1 < len(steps) else None
+    abar_t = float(abar[t])
+    abar_next = float(abar[t_next]) if t_next is not None else 1.0
+    output = denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+    _check_finite(output, i, t)
+    x0, eps = x0_eps_from_output(output, x, abar_t, prediction)
+    return t, t_next, abar_t, abar_next, x0, eps
+
+
 def ddim_sample(
     denoise: Denoiser,
     x: torch.Tensor,
@@ -88,14 +101,8 @@ def ddim_sample(
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     steps, abar = _prepare(x, alphas_cumprod, timesteps, prediction)
-    batch = x.shape[0]
-    for i, t in enumerate(steps):
-        t_next = steps[i + 1] if i + 1 < len(steps) else None
-        abar_t = float(abar[t])
-        abar_next = float(abar[t_next]) if t_next is not None else 1.0
-        output = denoise(x, torch.full((batch,), t, device=x.device, dtype=torch.long))
-        _check_finite(output, i, t)
-        x0, eps = x0_eps_from_output(output, x, abar_t, prediction)
+    for i in range(len(steps)):
+        t, t_next, abar_t, abar_next, x0, eps = _model_step(denoise, x, steps, i, abar, prediction)
         x0 = x0 * (_scale(scale_arr, t_next) / _scale(scale_arr, t))
         sigma = eta * math.sqrt(max(0.0, (1 - abar_next) / (1 - abar_t) * (1 - abar_t / abar_next))) if abar_t < 1 else 0.0
         x = math.sqrt(abar_next) * x0 + math.sqrt(max(0.0, 1 - abar_next - sigma**2)) * eps
@@ -130,15 +137,9 @@ def dpmpp_2m_sample(
     """Multistep DPM-Solver++ with data prediction (Lu et al. 2022), second order after the
     first step; deterministic (generator unused, kept for a uniform signature)."""
     steps, abar = _prepare(x, alphas_cumprod, timesteps, prediction)
-    batch = x.shape[0]
     previous_x0, previous_h = None, None
-    for i, t in enumerate(steps):
-        t_next = steps[i + 1] if i + 1 < len(steps) else None
-        abar_t = float(abar[t])
-        abar_next = float(abar[t_next]) if t_next is not None else 1.0
-        output = denoise(x, torch.full((batch,), t, device=x.device, dtype=torch.long))
-        _check_finite(output, i, t)
-        x0, _ = x0_eps_from_output(output, x, abar_t, prediction)
+    for i in range(len(steps)):
+        t, t_next, abar_t, abar_next, x0, _ = _model_step(denoise, x, steps, i, abar, prediction)
         x0 = x0 / _scale(scale_arr, t)  # the clean sample
         lambda_t, lambda_next = _half_lambda(abar_t), _half_lambda(abar_next)
         h = lambda_next - lambda_t
