@@ -275,27 +275,42 @@ def test_resume_continues_where_a_crash_stopped(workspace, monkeypatch):
         train(other, log=QUIET)
 
 
-@slow_training
-def test_two_processes_match_one_with_the_same_global_batch(workspace):
-    """torchrun, gloo: 2 ranks x batch 1 == 1 rank x batch 2, weights equal after 2 steps (network
-    dropout off: its masks are drawn per rank)."""
-    common = ["--task", "sr", "--init", str(workspace / "base.safetensors"), "--data", str(workspace / "data"),
-              "--frames", "4", "--height", "64", "--width", "64", "--max-frames", "12", "--steps", "2",
-              "--lr", "1e-3", "--no-gradient-checkpointing", "--save-dtype", "fp32", "--precision", "fp32",
-              "--cache-dir", str(workspace / "cache_ddp"), "--log-every", "1", "--dropout", "0"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def _distributed_args(workspace: Path) -> list[str]:
+    return ["--task", "sr", "--init", str(workspace / "base.safetensors"), "--data", str(workspace / "data"),
+            "--frames", "4", "--height", "64", "--width", "64", "--max-frames", "12", "--steps", "2",
+            "--lr", "1e-3", "--no-gradient-checkpointing", "--save-dtype", "fp32", "--precision", "fp32",
+            "--cache-dir", str(workspace / "cache_ddp"), "--log-every", "1", "--dropout", "0"]
+
+
+DISTRIBUTED_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def one_rank_weights(workspace) -> Path:
     single = workspace / "single.safetensors"
-    run = subprocess.run([sys.executable, "-m", "univg_core.train", *common, "--batch-size", "2", "--out", str(single)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run([sys.executable, "-m", "univg_core.train", *_distributed_args(workspace), "--batch-size", "2",
+                          "--out", str(single)], cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
-    double = workspace / "double.safetensors"
+    assert run.stdout.strip().splitlines()[-1] == str(single)
+    return single
+
+
+@slow_training
+@pytest.mark.parametrize("wrapper", ["ddp", "fsdp"])
+def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_weights, wrapper):
+    """torchrun, gloo: 2 ranks x batch 1 == 1 rank x batch 2, weights equal after 2 steps, with
+    DistributedDataParallel and with FSDP2 sharding (network dropout off: its masks are drawn per rank)."""
+    double = workspace / f"two_ranks_{wrapper}.safetensors"
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "univg_core.train", *common, "--batch-size", "1", "--out", str(double)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+         "-m", "univg_core.train", *_distributed_args(workspace), "--batch-size", "1", "--out", str(double),
+         *(["--fsdp"] if wrapper == "fsdp" else [])],
+        cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True, timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    a, b = load_file(str(single)), load_file(str(double))
+    assert run.stdout.count(str(double)) == 1  # the output path is printed by rank 0 only
+    a, b = load_file(str(one_rank_weights)), load_file(str(double))
+    assert a.keys() == b.keys()
     changed = 0
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)

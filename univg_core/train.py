@@ -9,6 +9,7 @@ Exit status: 0 done, 2 bad input (options, data, init checkpoint), 1 a failure w
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .checkpoint import CheckpointError
@@ -66,7 +67,8 @@ def main(argv=None) -> int:
     except (TrainingSetupError, DataError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(out)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns the same path
+        print(out)
     return 0
 
 
