@@ -45,3 +45,20 @@ def test_errors_and_interrupts_name_the_node():
         "error in UniVGBaseSampler (node 4): width must be ...")
     assert log.describe("execution_interrupted", {"node_id": "4"}, 0.0) == "interrupted in UniVGBaseSampler (node 4)"
     assert log.describe("progress_state", {"nodes": {}}, 0.0) is None
+
+
+def test_a_server_that_cannot_be_reached_only_loses_the_progress_lines():
+    import socket
+
+    import aiohttp
+
+    from tools.progress_watch import ProgressWatcher
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lines = []
+    with ProgressWatcher(f"http://127.0.0.1:{port}", NODES, lines.append) as watch:
+        pass
+    assert isinstance(watch.error, aiohttp.ClientConnectionError), watch.error
+    assert lines == []

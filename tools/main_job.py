@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             with ProgressWatcher(server.url, node_types, print_line=lambda line: print(f"  {line}", flush=True)) as watch:
                 prompt_id = queue_prompt(server.url, workflow, client_id=watch.client_id)
                 print(f"Queued {args.workflow} with {checkpoint} as prompt {prompt_id}; rendering ...", flush=True)
+                if watch.error is not None:
+                    print(f"  (no live progress: {watch.error!r}; waiting for the result)", flush=True)
                 entry = wait_for(server.url, prompt_id, timeout=args.timeout)
     except HostError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -80,8 +80,11 @@ class ProgressWatcher:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._stop is not None and self._thread.is_alive():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the listener ended (and closed its loop) meanwhile
+                pass
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
