@@ -101,7 +101,7 @@ class ProgressWatcher:
 
         self._stop = asyncio.Event()
         ws_url = self.url.replace("http://", "ws://", 1) + f"/ws?clientId={self.client_id}"
-        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, heartbeat=30) as ws:
+        async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:  # no heartbeat: a busy CPU-bound server answers pings late
             self.connected.set()
             stop = asyncio.ensure_future(self._stop.wait())
             while not self._stop.is_set():
@@ -111,7 +111,8 @@ class ProgressWatcher:
                     receive.cancel()
                     break
                 message = receive.result()
-                if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                    aiohttp.WSMsgType.ERROR):
                     break
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue  # binary preview images
