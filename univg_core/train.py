@@ -9,11 +9,11 @@ Exit status: 0 done, 2 bad input (options, data, init checkpoint), 1 a failure w
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from .checkpoint import CheckpointError
 from .training.data import DataError
+from .training.distributed import process_rank
 from .training.model_setup import TrainingSetupError
 from .training.objective import TASKS
 from .training.trainer import SAVE_DTYPES, TrainOptions, train
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     except (TrainingSetupError, DataError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns the same path
+    if process_rank() == 0:  # under torchrun every rank returns the same path
         print(out)
     return 0
 

@@ -27,9 +27,14 @@ class World:
         return self.size > 1
 
 
+def process_rank() -> int:
+    """This process's global rank as torchrun sets it (0 when not launched by torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_world(device: str = "auto") -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = process_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
