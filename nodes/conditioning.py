@@ -8,27 +8,45 @@ import weakref
 
 import torch
 
+import comfy.model_management
+
+from ..univg_core.clip_image import CLIP_MEAN, CLIP_STD, PREPROCESSING, clip_pixels, null_image
+
 IMAGE_TOKENS = "univg_image_tokens"
 NULL_IMAGE_TOKENS = "univg_null_image_tokens"
-MID_GREY = 0.5
 
 
-def encode_image_tokens(clip_vision, images: torch.Tensor) -> torch.Tensor:
-    """IMAGE [N, H, W, 3] -> [N, 257, 1280]: all tokens of the last layer before ln_post,
-    from a 224x224 bicubic resize without crop (DynamiCrafter's preprocessing)."""
-    return clip_vision.encode_image(images, crop=False)["last_hidden_state"]
+def encode_image_tokens(clip_vision, images: torch.Tensor, preprocess: str = "original") -> torch.Tensor:
+    """IMAGE [N, H, W, 3] in [0, 1] -> [N, 257, 1280]: every token of the last layer before
+    ln_post, from a 224x224 resize without crop. "original" is DynamiCrafter's / VideoCrafter1-I2V's
+    preprocessing (univg_core.clip_image); "comfyui" is ComfyUI's own encode_image(crop=False)."""
+    if preprocess == "comfyui":
+        return clip_vision.encode_image(images, crop=False)["last_hidden_state"]
+    pixels = clip_pixels(
+        images[..., :3].movedim(-1, 1),
+        preprocess,
+        size=getattr(clip_vision, "image_size", 224),
+        mean=getattr(clip_vision, "image_mean", None) or CLIP_MEAN,
+        std=getattr(clip_vision, "image_std", None) or CLIP_STD,
+    )
+    comfy.model_management.load_model_gpu(clip_vision.patcher)
+    # the tower itself, as encode_image calls it, minus ComfyUI's resize and 8-bit rounding
+    hidden = clip_vision.model(pixel_values=pixels.to(clip_vision.load_device), intermediate_output=-2)[0]
+    return hidden.to(comfy.model_management.intermediate_device())
 
 
 _NULL_TOKENS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def null_image_tokens(clip_vision, like: torch.Tensor) -> torch.Tensor:
-    """The null image of UniVG's guidance: the encoding of a mid-grey image (computed once
-    per vision encoder; it never changes)."""
-    if clip_vision not in _NULL_TOKENS:
-        grey = torch.full((1, 224, 224, 3), MID_GREY, dtype=torch.float32)
-        _NULL_TOKENS[clip_vision] = encode_image_tokens(clip_vision, grey).cpu()
-    return _NULL_TOKENS[clip_vision].to(like)
+def null_image_tokens(clip_vision, like: torch.Tensor, preprocess: str = "original") -> torch.Tensor:
+    """The null image of UniVG's guidance: the encoding of a mid-grey image, as the original
+    models' unconditional branch (their embedder applied to zeros in [-1, 1]); computed once
+    per vision encoder and preprocessing."""
+    cached = _NULL_TOKENS.setdefault(clip_vision, {})
+    if preprocess not in cached:
+        grey = null_image().movedim(1, -1)
+        cached[preprocess] = encode_image_tokens(clip_vision, grey, preprocess).cpu()
+    return cached[preprocess].to(like)
 
 
 def first_entry(conditioning, what: str):
@@ -49,6 +67,12 @@ class UniVGConditioning:
                 "clip_vision": ("CLIP_VISION",),
                 "image": ("IMAGE",),
                 "clip_vision_output": ("CLIP_VISION_OUTPUT",),
+                "preprocess": (list(PREPROCESSING), {
+                    "default": "original",
+                    "tooltip": "how the image becomes CLIP's 224x224 input: 'original' = DynamiCrafter / VideoCrafter "
+                               "(kornia antialiased bicubic, no crop, no 8-bit rounding; what their weights were "
+                               "trained on); 'comfyui' = ComfyUI's CLIP Vision Encode without crop",
+                }),
             },
         }
 
@@ -58,7 +82,9 @@ class UniVGConditioning:
     CATEGORY = "UniVG"
     DESCRIPTION = "Text and image tokens for Multi-condition Cross Attention (weighed by the samplers' w_T and w_I)."
 
-    def combine(self, positive, clip_vision=None, image=None, clip_vision_output=None):
+    def combine(self, positive, clip_vision=None, image=None, clip_vision_output=None, preprocess="original"):
+        if preprocess not in PREPROCESSING:
+            raise ValueError(f"UniVG Multi-Conditioning: preprocess must be one of {list(PREPROCESSING)}, got {preprocess!r}")
         text, extras = first_entry(positive, "positive")
         tokens = None
         if clip_vision_output is not None:
@@ -69,7 +95,7 @@ class UniVGConditioning:
                     "UniVG Multi-Conditioning: an image is connected but no CLIP_VISION; connect the loader's "
                     "clip_vision output (or a CLIP Vision Loader with an OpenCLIP ViT-H/14 model)"
                 )
-            tokens = encode_image_tokens(clip_vision, image[:1])
+            tokens = encode_image_tokens(clip_vision, image[:1], preprocess)
         extras = dict(extras)
         if tokens is not None:
             if clip_vision is None:
@@ -78,5 +104,5 @@ class UniVGConditioning:
                     "that image guidance is measured against"
                 )
             extras[IMAGE_TOKENS] = tokens[:1]
-            extras[NULL_IMAGE_TOKENS] = null_image_tokens(clip_vision, tokens)
+            extras[NULL_IMAGE_TOKENS] = null_image_tokens(clip_vision, tokens, preprocess)
         return ([[text, extras]],)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..univg_core import pipelines
+from ..univg_core.samplers import FINAL_STEPS
 from .model import load_to_device
 from .sampling import (
     SAMPLERS,
@@ -18,6 +19,12 @@ from .sampling import (
 )
 
 SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True})
+DDIM_FINAL_STEP = (list(FINAL_STEPS), {
+    "default": "original",
+    "tooltip": "DDIM only. 'original': the last step lands on alphas_cumprod[0] with scale_arr left in place, as the "
+               "VideoCrafter / DynamiCrafter repositories do (same video from the same weights); 'clean': it lands "
+               "on the clean sample (abar = 1, scale undone)",
+})
 
 
 def _common_inputs(steps: int, frames: bool = True) -> dict:
@@ -45,14 +52,15 @@ class UniVGBaseSampler:
         inputs = _common_inputs(50)
         inputs["width"] = ("INT", {"default": 576, "min": 64, "max": 2048, "step": 64})
         inputs["height"] = ("INT", {"default": 320, "min": 64, "max": 2048, "step": 64})
-        return {"required": inputs}
+        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP}}
 
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "sample"
     CATEGORY = "UniVG"
     DESCRIPTION = "UniVG base model F_B with multi-condition guidance (w_T for text, w_I for the image)."
 
-    def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, width, height):
+    def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, width, height,
+               ddim_final_step="original"):
         check_size(width, height)
         inner, device = load_to_device(model)
         if inner.is_animation:
@@ -65,7 +73,7 @@ class UniVGBaseSampler:
             video = pipelines.generate(
                 denoise, shape, alphas_cumprod, inner.config.prediction, steps=steps, sampler=sampler,
                 spacing=inner.config.schedule.timestep_spacing, initial_noise=noise.to(device),
-                scale_arr=scale_arr, callback=progress(steps),
+                scale_arr=scale_arr, callback=progress(steps), final_step=ddim_final_step,
             )
         return (to_latent_output(video, inner),)
 
@@ -81,7 +89,7 @@ class UniVGAnimationSampler:
         inputs["image"] = ("IMAGE", {"tooltip": "the first frame; width and height multiples of 64"})
         inputs["bgn_t_m"] = ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "-1: the model's (600)"})
         inputs["bgn_t_n"] = ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "-1: the model's (990)"})
-        return {"required": inputs}
+        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP}}
 
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "sample"
@@ -89,7 +97,7 @@ class UniVGAnimationSampler:
     DESCRIPTION = "UniVG animation model F_A: the output's first frame is the input image."
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
-               bgn_t_m, bgn_t_n):
+               bgn_t_m, bgn_t_n, ddim_final_step="original"):
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         height, width = image.shape[1], image.shape[2]
@@ -110,6 +118,7 @@ class UniVGAnimationSampler:
             video = pipelines.animate(
                 denoise, first, frames, alphas_cumprod, config.prediction, steps=steps, t_m=t_m, t_n=t_n,
                 sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr, callback=progress(steps),
+                final_step=ddim_final_step,
             )
         return (to_latent_output(video, inner, univg_first_frame=image[:1].clone()),)
 

@@ -270,8 +270,16 @@ def test_ddim_with_perfect_denoiser_returns_x0():
 
         for eta in (0.0, 1.0):
             out = ddim_sample(denoise, torch.randn(x0.shape, generator=g), ac, make_timesteps(10), prediction,
-                              eta=eta, generator=g)
+                              eta=eta, generator=g, final_step="clean")
             torch.testing.assert_close(out, x0, atol=1e-4, rtol=1e-4)
+        # lvdm's last step stops at alphas_cumprod[0]: on the deterministic path that is x0 noised
+        # to t = 0 by the noise the trajectory started from
+        ts = make_timesteps(10)
+        x_start = torch.randn(x0.shape, generator=g)
+        eps_star = schedule.eps_from_x0(x_start, x0, ac[ts[0]].item())
+        out = ddim_sample(denoise, x_start, ac, ts, prediction)
+        torch.testing.assert_close(out, schedule.q_sample(x0, eps_star, ac[0].item()), atol=1e-4, rtol=1e-4)
+        assert (out - x0).abs().max() > 1e-3
 
 
 def test_scale_arr_is_honoured():
@@ -286,7 +294,8 @@ def test_scale_arr_is_honoured():
         return schedule.eps_from_x0(x, scaled, abar)
 
     for name in ("ddim", "dpmpp_2m"):
-        out = sample(name, denoise, torch.randn(x0.shape), ac, make_timesteps(10), "eps", scale_arr=scale_arr)
+        out = sample(name, denoise, torch.randn(x0.shape), ac, make_timesteps(10), "eps", scale_arr=scale_arr,
+                     final_step="clean")
         torch.testing.assert_close(out, x0, atol=1e-4, rtol=1e-4)
 
 

@@ -81,7 +81,7 @@ def test_training_encoders_match_comfyuis(host, checkpoints):
     assert ours.shape == theirs.shape == (1, 77, 1024)
     torch.testing.assert_close(ours, theirs.float(), rtol=2e-2, atol=2e-2)
     images = torch.rand(2, 80, 96, 3, generator=torch.Generator().manual_seed(0))
-    ours = load_vision_tower(loaded.image_encoder_state_dict)(images.movedim(-1, 1))
+    ours = load_vision_tower(loaded.image_encoder_state_dict)(images.movedim(-1, 1), preprocess="comfyui")
     theirs = clip_vision.encode_image(images, crop=False)["last_hidden_state"]
     assert ours.shape == theirs.shape == (2, 257, 1280)
     torch.testing.assert_close(ours, theirs.float(), rtol=2e-2, atol=2e-2)

@@ -30,7 +30,8 @@ def test_combined_context_equals_separate_image_context():
     image = image_proj(clip_tokens)
     with torch.no_grad():
         separate = unet(x, t, context=text, image_context=image, fs=8)
-        combined = unet(x, t, context=torch.cat([text, image], dim=1), fs=8)
+        text_part, image_part = unet.split_original_context(torch.cat([text, image], dim=1))
+        combined = unet(x, t, context=text_part, image_context=image_part, fs=8)
     torch.testing.assert_close(separate, combined)
 
 

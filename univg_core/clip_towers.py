@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from .clip_image import clip_pixels
+
 HEAD_WIDTH = 64
 # the widths cannot tell the head count: OpenCLIP's ViT-H/14 vision tower uses 80-wide heads
 VISION_HEAD_WIDTHS = {1280: 80}
@@ -120,17 +119,14 @@ class VisionTower(nn.Module):
         self.ln_post = nn.LayerNorm(width)
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: [N, 3, H, W] in [0, 1], any size (resized to the tower's, as ComfyUI does without crop)."""
+    def forward(self, images: torch.Tensor, preprocess: str = "original") -> torch.Tensor:
+        """images: [N, 3, H, W] in [0, 1], any size, resized without crop by `preprocess`
+        (clip_image: "original" as the lvdm models were trained, or "comfyui")."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ClipError(f"the vision tower takes [N, 3, H, W] images, got {list(images.shape)}")
         dtype = self.conv1.weight.dtype
-        size = self.config.image_size
-        x = F.interpolate(images.float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False)
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
-        x = (x * 255).clamp(0, 255).round() / 255  # ComfyUI's preprocessing quantises to 8 bits too
-        x = self.conv1(((x - mean) / std).to(dtype)).flatten(2).transpose(1, 2)
+        x = clip_pixels(images, preprocess, size=self.config.image_size)
+        x = self.conv1(x.to(dtype)).flatten(2).transpose(1, 2)
         x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + self.positional_embedding
         return self.transformer(self.ln_pre(x)).float()
 

@@ -32,7 +32,7 @@ class UNetConfig:
     addition_attention_heads: int = 8
     # Multi-condition Cross Attention: image tokens through to_k_ip / to_v_ip
     image_cross_attention: bool = False
-    text_context_len: int = 77  # where a combined context splits into text | image tokens
+    text_context_len: int = 77  # text tokens of an lvdm-style combined context (split_original_context)
     image_cross_attention_scale: float = 1.0
     image_cross_attention_scale_learnable: bool = False  # DynamiCrafter-256's `alpha` gate
     # DynamiCrafter gives each frame its own 16 image tokens when the count is frames*16

@@ -50,9 +50,11 @@ def generate(
     scale_arr: Optional[torch.Tensor] = None,
     callback: Optional[Callback] = None,
     initial_noise: Optional[torch.Tensor] = None,
+    final_step: str = "original",
 ) -> torch.Tensor:
     """F_B: sample a latent video of `shape` (24 frames is UniVG's default) from noise
-    (`initial_noise` when given, e.g. drawn on the CPU for device-independent seeds)."""
+    (`initial_noise` when given, e.g. drawn on the CPU for device-independent seeds).
+    `final_step` is DDIM's (see samplers)."""
     _check_latent_shape(shape)
     _check_steps(steps, len(alphas_cumprod))
     timesteps = make_timesteps(steps, spacing, timesteps=len(alphas_cumprod))
@@ -64,7 +66,7 @@ def generate(
         x = offset_noise(tuple(shape), offset_noise_strength, generator=generator, device=device)
     return sample(
         sampler, denoise, x, alphas_cumprod, timesteps, prediction,
-        eta=eta, generator=generator, callback=callback, scale_arr=scale_arr,
+        eta=eta, generator=generator, callback=callback, scale_arr=scale_arr, final_step=final_step,
     )
 
 
@@ -93,9 +95,11 @@ def animate(
     eta: float = 0.0,
     scale_arr: Optional[torch.Tensor] = None,
     callback: Optional[Callback] = None,
+    final_step: str = "original",
 ) -> torch.Tensor:
     """F_A. `denoise` takes the 2C-channel input [x_t ; first frame repeated] (every guidance
-    branch, the unconditional one included, sees the concat)."""
+    branch, the unconditional one included, sees the concat). Frame 0 of the result is the
+    input frame's latent exactly, whatever the sampler's last step lands on."""
     bgn.check_window(t_m, t_n, len(alphas_cumprod))
     _check_steps(steps, t_n + 1)
     condition = first_frame_condition(first_latent, frames)
@@ -113,10 +117,12 @@ def animate(
         return denoise(torch.cat([x_t, condition], dim=1), t)
 
     timesteps = make_timesteps(steps, "uniform_trailing", t_start=t_n, timesteps=len(alphas_cumprod))
-    return sample(
-        sampler, denoise_with_concat, x, alphas_cumprod, timesteps, prediction,
-        eta=eta, generator=generator, callback=callback, scale_arr=scale_arr, after_step=pin_first_frame,
+    video = sample(
+        sampler, denoise_with_concat, x, alphas_cumprod, timesteps, prediction, eta=eta, generator=generator,
+        callback=callback, scale_arr=scale_arr, after_step=pin_first_frame, final_step=final_step,
     )
+    video[:, :, :1] = first
+    return video
 
 
 # ----------------------------------------------------------------- tiled denoising

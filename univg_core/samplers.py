@@ -2,9 +2,14 @@
 
 Both can start part-way (t_start: the editing paradigm and BGN start there), report each
 step through `callback(step, total, x, x0)` and are cancelled by a callback that raises
-(ComfyUI's interrupt) or returns False. The last step lands on abar = 1, i.e. the clean
-sample. `scale_arr` honours DynamiCrafter's / VideoCrafter's x0 scaling: the model's x0 at
-step t is the clean sample times scale_arr[t].
+(ComfyUI's interrupt) or returns False. `scale_arr` honours DynamiCrafter's / VideoCrafter's
+x0 scaling: the model's x0 at step t is the clean sample times scale_arr[t].
+
+DDIM's last step, by default, is lvdm's (`final_step="original"`): it lands on
+alphas_cumprod[0] (not abar = 1) and leaves the scale_arr factor of the last timestep in
+place, so real VideoCrafter / DynamiCrafter weights give the same latent as the original
+repositories. `final_step="clean"` lands on abar = 1 with the scale undone: the clean sample.
+DPM-Solver++ always ends on the clean sample, as k-diffusion's sample_dpmpp_2m does.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, int, torch.Tensor, torch.Tensor], Optional[bool]]
 AfterStep = Callable[[torch.Tensor, float], torch.Tensor]
 SPACINGS = ("uniform", "uniform_trailing")
+FINAL_STEPS = ("original", "clean")
 
 
 class SamplingCancelled(RuntimeError):
@@ -97,13 +103,21 @@ def ddim_sample(
     callback: Optional[Callback] = None,
     scale_arr: Optional[torch.Tensor] = None,
     after_step: Optional[AfterStep] = None,
+    final_step: str = "original",
 ) -> torch.Tensor:
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
+    if final_step not in FINAL_STEPS:
+        raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}")
     steps, abar = _prepare(x, alphas_cumprod, timesteps, prediction)
     for i in range(len(steps)):
         t, t_next, abar_t, abar_next, x0, eps = _model_step(denoise, x, steps, i, abar, prediction)
-        x0 = x0 * (_scale(scale_arr, t_next) / _scale(scale_arr, t))
+        if t_next is None and final_step == "original":
+            # lvdm: ddim_alphas_prev starts with alphas_cumprod[0], ddim_scale_arr_prev repeats its first entry
+            abar_next, scale_next = float(abar[0]), _scale(scale_arr, t)
+        else:
+            scale_next = _scale(scale_arr, t_next)
+        x0 = x0 * (scale_next / _scale(scale_arr, t))
         sigma = eta * math.sqrt(max(0.0, (1 - abar_next) / (1 - abar_t) * (1 - abar_t / abar_next))) if abar_t < 1 else 0.0
         x = math.sqrt(abar_next) * x0 + math.sqrt(max(0.0, 1 - abar_next - sigma**2)) * eps
         if sigma > 0:
@@ -164,9 +178,10 @@ def dpmpp_2m_sample(
 SAMPLERS = {"dpmpp_2m": dpmpp_2m_sample, "ddim": ddim_sample}
 
 
-def sample(sampler: str, *args, eta: float = 0.0, **kwargs) -> torch.Tensor:
+def sample(sampler: str, *args, eta: float = 0.0, final_step: str = "original", **kwargs) -> torch.Tensor:
+    """Run a sampler by name; eta and final_step apply to DDIM alone."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     if sampler == "ddim":
-        kwargs["eta"] = eta
+        kwargs.update(eta=eta, final_step=final_step)
     return SAMPLERS[sampler](*args, **kwargs)

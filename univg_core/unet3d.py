@@ -1,10 +1,11 @@
 """The compact UNet3D shared by UniVG's base, animation and super-resolution models.
 
 It is the lvdm video UNet (VideoCrafter1/2, DynamiCrafter) with the same module tree,
-so their checkpoints load key-for-key. Call: `unet(x, timesteps, context=ctx, fs=fps)`
-with x [B, C, T, H, W]; ctx holds the text tokens, optionally followed by the image
-tokens (as in the original models), or the image tokens come separately through
-`image_context` (the ComfyUI path, where prompts can be longer than 77 tokens).
+so their checkpoints load key-for-key. Call: `unet(x, timesteps, context=text, image_context=image, fs=fps)`
+with x [B, C, T, H, W]. `context` is text tokens only, of any length (ComfyUI gives 154+
+for a long prompt); image tokens reach the image branch only through `image_context`. A
+context built the lvdm way (77 text tokens followed by the image tokens in one tensor) is
+split by its caller with `split_original_context`: the UNet never splits by position.
 """
 
 from __future__ import annotations
@@ -154,6 +155,16 @@ class UNet3D(nn.Module):
             raise ValueError(f"expected one value or {batch} values (one per batch entry), got {value.numel()}")
         return value
 
+    def split_original_context(self, context: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(text, image) from an lvdm-style combined context: exactly `text_context_len` (77)
+        text tokens, then the image tokens. Only for tensors built that way: a ComfyUI prompt
+        can be 154+ tokens long and has its image tokens in a separate entry."""
+        length = self.config.text_context_len
+        if context.ndim != 3 or context.shape[1] < length:
+            raise ValueError(f"an original combined context is [B, {length} + image tokens, C], got {list(context.shape)}")
+        image = context[:, length:] if context.shape[1] > length else None
+        return context[:, :length], image
+
     def split_context(
         self, context: torch.Tensor, image_context: Optional[torch.Tensor], batch: int, frames: int
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -163,8 +174,6 @@ class UNet3D(nn.Module):
             raise ValueError("the UNet needs a text context [B, L, context_dim] (the encoding of '' for none)")
         if context.ndim != 3 or context.shape[-1] != c.context_dim:
             raise ValueError(f"context must be [B, L, {c.context_dim}], got {list(context.shape)}")
-        if image_context is None and c.image_cross_attention and context.shape[1] > c.text_context_len:
-            context, image_context = context[:, : c.text_context_len], context[:, c.text_context_len :]
 
         def batched(tokens: torch.Tensor, what: str) -> torch.Tensor:
             if tokens.shape[0] == batch:

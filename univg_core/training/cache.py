@@ -35,7 +35,7 @@ class Encoders:
     vision: Optional[VisionTower]
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha1()
+        digest = hashlib.sha1(b"clip image preprocessing: original")  # caches made before it was the default differ
         for module in (self.vae, self.text, self.vision):
             if module is None:
                 continue

@@ -1,0 +1,111 @@
+"""UniVG Multi-Conditioning on the real host: the image tokens and the null image come from
+the original models' CLIP preprocessing by default, and from ComfyUI's on request."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from univg_core.checkpoint import load_checkpoint
+from univg_core.clip_image import null_image
+from univg_core.clip_towers import load_vision_tower
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def encoders(host, checkpoints):
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    model, clip, _, clip_vision = loader.load("base.safetensors", "fp32")
+    ours = load_vision_tower(load_checkpoint(Path(checkpoints["folder"]) / "base.safetensors").image_encoder_state_dict)
+    positive = clip.encode_from_tokens(clip.tokenize("a red circle moving right"), return_pooled=True)
+    return {"clip_vision": clip_vision, "ours": ours, "positive": [[positive[0], {"pooled_output": positive[1]}]]}
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def test_original_and_comfyui_preprocessing_on_the_node(host, encoders):
+    node = host.nodes.NODE_CLASS_MAPPINGS["UniVGConditioning"]()
+    conditioning_module = sys.modules[type(node).__module__]
+    image = torch.rand(1, 96, 160, 3, generator=torch.Generator().manual_seed(3))
+    extras = {}
+    for preprocess in ("original", "comfyui"):
+        (conditioning,) = node.combine(encoders["positive"], encoders["clip_vision"], image, preprocess=preprocess)
+        extras[preprocess] = conditioning[0][1]
+    keys = conditioning_module.IMAGE_TOKENS, conditioning_module.NULL_IMAGE_TOKENS
+    tower = encoders["ours"]
+    # the node's default is the original pixels through ComfyUI's own vision tower
+    expected = tower(image.movedim(-1, 1), preprocess="original")
+    torch.testing.assert_close(extras["original"][keys[0]].float(), expected, rtol=1e-3, atol=1e-3)
+    expected_null = tower(null_image(), preprocess="original")
+    torch.testing.assert_close(extras["original"][keys[1]].float(), expected_null, rtol=1e-3, atol=1e-3)
+    # 'comfyui' is ComfyUI's CLIP Vision Encode (crop off) and its 128/255 grey
+    theirs = encoders["clip_vision"].encode_image(image, crop=False)["last_hidden_state"]
+    torch.testing.assert_close(extras["comfyui"][keys[0]], theirs)
+    torch.testing.assert_close(extras["comfyui"][keys[1]].float(), tower(null_image(), preprocess="comfyui"),
+                               rtol=1e-3, atol=1e-3)
+    # and the two really differ (the issue measured 5-8% on the real ViT-H weights)
+    assert relative(extras["comfyui"][keys[0]], extras["original"][keys[0]]) > 1e-3
+    assert relative(extras["comfyui"][keys[1]], extras["original"][keys[1]]) > 1e-4
+
+
+def test_unknown_preprocessing_is_refused(host, encoders):
+    node = host.nodes.NODE_CLASS_MAPPINGS["UniVGConditioning"]()
+    with pytest.raises(ValueError, match="preprocess must be one of"):
+        node.combine(encoders["positive"], encoders["clip_vision"], torch.rand(1, 64, 64, 3), preprocess="pil")
+
+
+def test_dpmpp_2m_equals_k_diffusions_on_the_same_sigmas(host):
+    """Our DPM-Solver++ 2M (variance-preserving x_t, timesteps) against the host's k-diffusion
+    sample_dpmpp_2m (x / sqrt(abar), sigmas) with the same denoiser: the same video."""
+    from comfy.k_diffusion.sampling import sample_dpmpp_2m
+
+    from univg_core import schedule
+    from univg_core.samplers import dpmpp_2m_sample, make_timesteps
+
+    ac = schedule.make_alphas_cumprod()
+    ts = make_timesteps(12, "uniform_trailing", t_start=900)
+
+    def x0_of(x_vp, t):
+        return torch.tanh(0.8 * x_vp) * (1 + t / 2000)
+
+    def eps_model(x_vp, t):
+        return schedule.eps_from_x0(x_vp, x0_of(x_vp, t[0].item()), ac[t[0]].item())
+
+    sigmas_of = ((1 - ac) / ac).sqrt()
+    t_of_sigma = {round(sigmas_of[t].item(), 12): t.item() for t in ts}
+
+    def k_model(x_ve, sigma):
+        t = t_of_sigma[round(sigma[0].item(), 12)]
+        return x0_of(x_ve * ac[t].sqrt().item(), t)
+
+    x_T = torch.randn(1, 2, 3, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ours = dpmpp_2m_sample(eps_model, x_T, ac, ts, "eps")
+    sigmas = torch.cat([sigmas_of[ts], torch.zeros(1, dtype=torch.float64)])
+    theirs = sample_dpmpp_2m(k_model, x_T / ac[ts[0]].sqrt(), sigmas, disable=True)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+
+
+def test_base_sampler_ddim_final_step_choice(host):
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    model, clip, _, _ = loader.load("t2v.safetensors", "fp32")
+    positive = [[clip.encode_from_tokens(clip.tokenize("a red circle")), {}]]
+    negative = [[clip.encode_from_tokens(clip.tokenize("")), {}]]
+    sampler = host.nodes.NODE_CLASS_MAPPINGS["UniVGBaseSampler"]()
+    latents = {}
+    for final_step in ("original", "clean"):
+        (latent,) = sampler.sample(model, positive, negative, seed=3, steps=3, text_weight=7.5, image_weight=0.0,
+                                   frames=2, fps=8, sampler="ddim", width=64, height=64, ddim_final_step=final_step)
+        latents[final_step] = latent["samples"]
+    assert latents["original"].shape == (2, 4, 8, 8)
+    # the last step of 'original' stops at alphas_cumprod[0] (sqrt(1 - abar_0) ~ 0.03 of noise left)
+    difference = (latents["original"] - latents["clean"]).abs().max().item()
+    assert 1e-4 < difference < 1.0
+    with pytest.raises(ValueError, match="final_step"):
+        sampler.sample(model, positive, negative, seed=3, steps=2, text_weight=7.5, image_weight=0.0, frames=2,
+                       fps=8, sampler="ddim", width=64, height=64, ddim_final_step="exact")
