@@ -10,7 +10,7 @@ import torch
 
 import comfy.model_management
 
-from ..univg_core.clip_image import CLIP_MEAN, CLIP_STD, PREPROCESSING, clip_pixels, null_image
+from ..univg_core.models.clip_image import CLIP_MEAN, CLIP_STD, PREPROCESSING, clip_pixels, null_image
 
 IMAGE_TOKENS = "univg_image_tokens"
 NULL_IMAGE_TOKENS = "univg_null_image_tokens"
@@ -19,7 +19,7 @@ NULL_IMAGE_TOKENS = "univg_null_image_tokens"
 def encode_image_tokens(clip_vision, images: torch.Tensor, preprocess: str = "original") -> torch.Tensor:
     """IMAGE [N, H, W, 3] in [0, 1] -> [N, 257, 1280]: every token of the last layer before
     ln_post, from a 224x224 resize without crop. "original" is DynamiCrafter's / VideoCrafter1-I2V's
-    preprocessing (univg_core.clip_image); "comfyui" is ComfyUI's own encode_image(crop=False)."""
+    preprocessing (univg_core.models.clip_image); "comfyui" is ComfyUI's own encode_image(crop=False)."""
     if preprocess == "comfyui":
         return clip_vision.encode_image(images, crop=False)["last_hidden_state"]
     pixels = clip_pixels(

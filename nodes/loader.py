@@ -11,7 +11,7 @@ import comfy.clip_vision
 import comfy.sd
 import folder_paths
 
-from ..univg_core.checkpoint import CheckpointError, load_checkpoint
+from ..univg_core.checkpoints import CheckpointError, load_checkpoint
 from .model import wrap_in_patcher
 
 log = logging.getLogger("univg")

@@ -11,9 +11,9 @@ import torch.nn as nn
 import comfy.model_management
 import comfy.model_patcher
 
-from ..univg_core.checkpoint import LoadedCheckpoint
+from ..univg_core.checkpoints import LoadedCheckpoint
 from ..univg_core.configs import ModelConfig
-from ..univg_core.schedule import alphas_cumprod_for, scale_arr_for
+from ..univg_core.diffusion.schedule import alphas_cumprod_for, scale_arr_for
 
 
 class UniVGModel(nn.Module):

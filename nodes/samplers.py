@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..univg_core import pipelines
-from ..univg_core.samplers import FINAL_STEPS
+from ..univg_core.diffusion import pipelines
+from ..univg_core.diffusion.samplers import FINAL_STEPS
 from .model import load_to_device
 from .sampling import (
     SAMPLERS,

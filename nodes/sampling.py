@@ -12,7 +12,7 @@ import torch
 import comfy.model_management
 import comfy.utils
 
-from ..univg_core.guidance import Condition, make_guided_denoiser, unet_model_fn
+from ..univg_core.diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from .conditioning import IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry
 from .model import UniVGModel
 

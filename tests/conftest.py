@@ -15,8 +15,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from univg_core.configs import ModelConfig, get_preset  # noqa: E402
-from univg_core.image_proj import Resampler  # noqa: E402
-from univg_core.unet3d import UNet3D  # noqa: E402
+from univg_core.models.image_proj import Resampler  # noqa: E402
+from univg_core.models.unet3d import UNet3D  # noqa: E402
 
 TINY_FAMILIES = [
     "videocrafter2_t2v_512",

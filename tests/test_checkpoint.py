@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import TINY_FAMILIES, TINY_OVERRIDES, randomize_, tiny_inputs, tiny_models
-from univg_core.checkpoint import (
+from univg_core.checkpoints import (
     CheckpointError,
     checkpoint_state_dict,
     expand_input_channels,
@@ -16,7 +16,7 @@ from univg_core.checkpoint import (
     save_checkpoint,
 )
 from univg_core.configs import PRESETS, UNetConfig, get_preset
-from univg_core.unet3d import UNet3D
+from univg_core.models.unet3d import UNet3D
 
 
 def outputs(unet, image_proj, config, frames=4):

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from univg_core import bgn, guidance, schedule
-from univg_core.samplers import SamplingCancelled, ddim_sample, dpmpp_2m_sample, make_timesteps, sample
+from univg_core.diffusion import bgn, guidance, schedule
+from univg_core.diffusion.samplers import SamplingCancelled, ddim_sample, dpmpp_2m_sample, make_timesteps, sample
 
 
 def test_linear_schedule_is_square_of_linspace_of_roots():

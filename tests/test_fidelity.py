@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import tiny_inputs, tiny_models
-from univg_core import schedule
-from univg_core.clip_image import CLIP_MEAN, CLIP_STD, clip_pixels, null_image
-from univg_core.samplers import ddim_sample, make_timesteps
-from univg_core.transformer import Attention
+from univg_core.diffusion import schedule
+from univg_core.models.clip_image import CLIP_MEAN, CLIP_STD, clip_pixels, null_image
+from univg_core.diffusion.samplers import ddim_sample, make_timesteps
+from univg_core.models.transformer import Attention
 
 
 def lvdm_ddim(model_output, x, alphas_cumprod, timesteps_descending, scale_arr, eta=0.0, noises=None):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from univg_core.checkpoint import load_checkpoint
-from univg_core.clip_image import null_image
-from univg_core.clip_towers import load_vision_tower
+from univg_core.checkpoints import load_checkpoint
+from univg_core.models.clip_image import null_image
+from univg_core.training.clip_towers import load_vision_tower
 
 pytestmark = pytest.mark.host
 
@@ -65,8 +65,8 @@ def test_dpmpp_2m_equals_k_diffusions_on_the_same_sigmas(host):
     sample_dpmpp_2m (x / sqrt(abar), sigmas) with the same denoiser: the same video."""
     from comfy.k_diffusion.sampling import sample_dpmpp_2m
 
-    from univg_core import schedule
-    from univg_core.samplers import dpmpp_2m_sample, make_timesteps
+    from univg_core.diffusion import schedule
+    from univg_core.diffusion.samplers import dpmpp_2m_sample, make_timesteps
 
     ac = schedule.make_alphas_cumprod()
     ts = make_timesteps(12, "uniform_trailing", t_start=900)

@@ -1,4 +1,4 @@
-"""Files written by `univg_core.train` on the real host: fine-tuned from the test base checkpoint
+"""Files written by `univg_core.cli.train` on the real host: fine-tuned from the test base checkpoint
 (tiny UNet, full-size SD VAE and OpenCLIP towers), they load in the UniVG loader and render
 through the Animation Sampler and the BGN Upscaler with the windows stored in them; and the
 training encoders give what ComfyUI's encoders give the samplers at inference."""
@@ -13,8 +13,8 @@ import torch
 
 from test_host import saved_frames, tiny_api
 from training_fixtures import write_dataset
-from univg_core.checkpoint import load_checkpoint
-from univg_core.clip_towers import load_text_tower, load_vision_tower, tokenize
+from univg_core.checkpoints import load_checkpoint
+from univg_core.training.clip_towers import load_text_tower, load_vision_tower, tokenize
 from univg_core.training.trainer import TrainOptions, train
 
 pytestmark = [

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from univg_core import attention
+from univg_core.models import attention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 triton = pytest.importorskip("triton", reason="triton is in requirements-dev.txt")
@@ -57,7 +57,7 @@ def test_interpreter_suite_passes():
 
 
 def test_every_kernel_variant_compiles_for_sm80_and_sm90():
-    from univg_core.kernels import aot
+    from univg_core.models.kernels import aot
 
     results = aot.compile_all(report=lambda line: None)
     compiled = {(variant, arch) for variant, arch, _, _ in results}
@@ -98,7 +98,7 @@ def test_forced_triton_is_chosen_where_it_can_run(backend, monkeypatch):
 
 
 def test_a_failing_kernel_falls_back_to_sdpa_with_one_warning(backend, monkeypatch, caplog):
-    from univg_core.kernels import launch
+    from univg_core.models.kernels import launch
 
     monkeypatch.setattr(attention, "triton_unavailable_reason", lambda: None)
     monkeypatch.setattr(launch, "unsupported_reason", lambda *tensors: None)
@@ -124,7 +124,7 @@ def test_a_failing_kernel_falls_back_to_sdpa_with_one_warning(backend, monkeypat
 
 
 def test_calls_the_kernels_do_not_take_use_sdpa(backend, monkeypatch):
-    from univg_core.kernels import launch
+    from univg_core.models.kernels import launch
 
     monkeypatch.setattr(attention, "triton_unavailable_reason", lambda: None)
     monkeypatch.setattr(launch, "self_attention", lambda *a: pytest.fail("kernel called"))
@@ -142,7 +142,7 @@ def test_calls_the_kernels_do_not_take_use_sdpa(backend, monkeypatch):
 
 
 def test_tile_choice_follows_the_sequence_shape():
-    from univg_core.kernels.launch import tile_config
+    from univg_core.models.kernels.launch import tile_config
 
     temporal = tile_config(24, 24, 64)
     assert (temporal.block_m, temporal.block_n, temporal.block_d) == (32, 32, 64)

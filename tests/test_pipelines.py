@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_models
-from univg_core import pipelines
-from univg_core.guidance import Condition, make_guided_denoiser, unet_model_fn
-from univg_core.schedule import alphas_cumprod_for
+from univg_core.diffusion import pipelines
+from univg_core.diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
+from univg_core.diffusion.schedule import alphas_cumprod_for
 
 
 def conditions(config, image_proj, seed=0):

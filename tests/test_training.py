@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from univg_core import bgn
-from univg_core.checkpoint import load_checkpoint
-from univg_core.schedule import make_alphas_cumprod
+from univg_core.diffusion import bgn
+from univg_core.checkpoints import load_checkpoint
+from univg_core.diffusion.schedule import make_alphas_cumprod
 from univg_core.training import trainer as trainer_module
 from univg_core.training.cache import CachedClips
 from univg_core.training.data import DataError, find_clips, read_video
@@ -106,8 +106,8 @@ def test_training_encoders_read_the_full_size_layouts():
     """The SD VAE encoder and the ViT-H/14 text and vision towers, built from the key names and
     shapes of a real lvdm checkpoint (meta tensors), load strictly with the sizes inferred."""
     from tools.demo_checkpoint import text_tower_shapes, vae_shapes, vision_tower_shapes
-    from univg_core.clip_towers import TextTower, VisionTower, _tower_config
-    from univg_core.vae_encoder import VAEEncoder, infer_encoder_config
+    from univg_core.training.clip_towers import TextTower, VisionTower, _tower_config
+    from univg_core.training.vae_encoder import VAEEncoder, infer_encoder_config
 
     def meta(shapes: dict, prefix: str) -> dict:
         return {k[len(prefix):]: torch.empty(v, device="meta") for k, v in shapes.items() if k.startswith(prefix)}
@@ -288,7 +288,7 @@ DISTRIBUTED_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"
 @pytest.fixture(scope="module")
 def one_rank_weights(workspace) -> Path:
     single = workspace / "single.safetensors"
-    run = subprocess.run([sys.executable, "-m", "univg_core.train", *_distributed_args(workspace), "--batch-size", "2",
+    run = subprocess.run([sys.executable, "-m", "univg_core.cli.train", *_distributed_args(workspace), "--batch-size", "2",
                           "--out", str(single)], cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().splitlines()[-1] == str(single)
@@ -303,7 +303,7 @@ def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_
     double = workspace / f"two_ranks_{wrapper}.safetensors"
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "univg_core.train", *_distributed_args(workspace), "--batch-size", "1", "--out", str(double),
+         "-m", "univg_core.cli.train", *_distributed_args(workspace), "--batch-size", "1", "--out", str(double),
          *(["--fsdp"] if wrapper == "fsdp" else [])],
         cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True, timeout=900,
     )
@@ -322,7 +322,7 @@ def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_
 
 def test_cli_reports_bad_input_with_exit_2(workspace, tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "univg_core.train", "--task", "animation", "--init", str(workspace / "base.safetensors"),
+        [sys.executable, "-m", "univg_core.cli.train", "--task", "animation", "--init", str(workspace / "base.safetensors"),
          "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "o.safetensors")],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
     )

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from conftest import TINY_FAMILIES, randomize_, tiny_inputs, tiny_models
-from univg_core import attention
+from univg_core.models import attention
 from univg_core.configs import get_preset
-from univg_core.transformer import Attention
-from univg_core.unet3d import UNet3D
+from univg_core.models.transformer import Attention
+from univg_core.models.unet3d import UNet3D
 
 
 def run(unet, image_proj, x, t, context, clip_tokens, **kwargs):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from univg_core.checkpoint import IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, save_checkpoint
-from univg_core.clip_towers import TextTower, TowerConfig, VisionTower
-from univg_core.vae_encoder import EncoderConfig, VAEEncoder
+from univg_core.checkpoints import IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, save_checkpoint
+from univg_core.training.clip_towers import TextTower, TowerConfig, VisionTower
+from univg_core.training.vae_encoder import EncoderConfig, VAEEncoder
 
 from conftest import randomize_, tiny_models
 

@@ -20,10 +20,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from univg_core.checkpoint import checkpoint_state_dict, save_checkpoint  # noqa: E402
+from univg_core.checkpoints import checkpoint_state_dict, save_checkpoint  # noqa: E402
 from univg_core.configs import get_preset  # noqa: E402
-from univg_core.image_proj import Resampler  # noqa: E402
-from univg_core.unet3d import UNet3D  # noqa: E402
+from univg_core.models.image_proj import Resampler  # noqa: E402
+from univg_core.models.unet3d import UNet3D  # noqa: E402
 
 TEXT_WIDTH, TEXT_LAYERS, VOCAB = 1024, 24, 49408
 VISION_WIDTH, VISION_LAYERS, PATCH, TOKENS = 1280, 32, 14, 257

@@ -18,9 +18,9 @@ if os.environ.get("TRITON_INTERPRET") != "1":
                 allow_module_level=True)
 
 from conftest import randomize_  # noqa: E402
-from univg_core import attention  # noqa: E402
-from univg_core.kernels import launch  # noqa: E402
-from univg_core.transformer import SpatialTransformer, TemporalTransformer  # noqa: E402
+from univg_core.models import attention  # noqa: E402
+from univg_core.models.kernels import launch  # noqa: E402
+from univg_core.models.transformer import SpatialTransformer, TemporalTransformer  # noqa: E402
 
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
@@ -143,10 +143,10 @@ def test_transformer_blocks_give_the_same_output_with_either_backend(monkeypatch
 
 
 def test_cpu_benchmark_checks_every_temporal_shape():
-    """`python -m univg_core.bench attention` without a GPU: interpreter correctness per shape."""
+    """`python -m univg_core.cli.bench attention` without a GPU: interpreter correctness per shape."""
     import argparse
 
-    from univg_core.bench_attention import bench_attention, format_table
+    from univg_core.cli.bench_attention import bench_attention, format_table
 
     args = argparse.Namespace(device="cpu", dtype="fp16", kind=["temporal"], warmup=0, repeats=1, verbose=False)
     result = bench_attention(args)

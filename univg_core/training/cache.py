@@ -19,9 +19,9 @@ from typing import Callable, Optional
 
 import torch
 
-from ..checkpoint import LoadedCheckpoint
-from ..clip_towers import TextTower, VisionTower, load_text_tower, load_vision_tower, tokenize
-from ..vae_encoder import VAEEncoder, load_vae_encoder
+from ..checkpoints import LoadedCheckpoint
+from .clip_towers import TextTower, VisionTower, load_text_tower, load_vision_tower, tokenize
+from .vae_encoder import VAEEncoder, load_vae_encoder
 from .data import ClipRecord, DataError, read_video
 from .degrade import degrade
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..pipelines import upsample_frames
+from ..diffusion.pipelines import upsample_frames
 
 
 @dataclass(frozen=True)

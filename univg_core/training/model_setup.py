@@ -10,11 +10,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..bgn import check_window
-from ..checkpoint import LoadedCheckpoint, expand_input_channels
+from ..diffusion.bgn import check_window
+from ..checkpoints import LoadedCheckpoint, expand_input_channels
 from ..configs import ModelConfig
-from ..image_proj import Resampler
-from ..unet3d import UNet3D
+from ..models.image_proj import Resampler
+from ..models.unet3d import UNet3D
 from .objective import TaskSpec
 
 

@@ -14,9 +14,9 @@ from typing import Optional
 
 import torch
 
-from .. import bgn
-from ..pipelines import first_frame_condition
-from ..schedule import q_sample, v_from_x0_eps
+from ..diffusion import bgn
+from ..diffusion.pipelines import first_frame_condition
+from ..diffusion.schedule import q_sample, v_from_x0_eps
 
 
 @dataclass(frozen=True)

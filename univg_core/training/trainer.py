@@ -25,8 +25,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, load_checkpoint, save_checkpoint
-from ..schedule import alphas_cumprod_for, offset_noise
+from ..checkpoints import IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, load_checkpoint, save_checkpoint
+from ..diffusion.schedule import alphas_cumprod_for, offset_noise
 from .cache import CachedClips, CacheSpec, build_cache, encoders_from_checkpoint
 from .data import DataError, find_clips
 from .distributed import World, barrier, broadcast_from_main, init_world, mean_over_ranks, shutdown

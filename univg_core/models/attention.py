@@ -1,7 +1,7 @@
 """The one place every attention call of the UNet goes through.
 
 Tensors are [batch, heads, length, head_dim]. Two backends compute the same maths:
-PyTorch SDPA (everywhere) and the Triton kernels of `univg_core.kernels` (CUDA, sm_80+,
+PyTorch SDPA (everywhere) and the Triton kernels of `univg_core.models.kernels` (CUDA, sm_80+,
 inference). UNIVG_ATTENTION=auto|sdpa|triton picks; auto takes Triton when it can run.
 The choice is made once and logged once. A call the kernels do not take (dtype, head
 dim, a backward pass) uses SDPA; a kernel that fails to compile or launch is reported

@@ -6,13 +6,11 @@ each variant the launcher can pick (kernel x dtype x padded head dim x tile conf
 sm_80 (A100) and sm_90 (H100) with `triton.compile(..., target=GPUTarget)`, so code only
 the GPU compiler rejects fails here, on a CPU machine.
 
-    python -m univg_core.kernels.aot            # all variants, sm_80 and sm_90
+    python -m univg_core.cli.build_kernels      # all variants, sm_80 and sm_90
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass
 
@@ -103,16 +101,3 @@ def compile_all(arches=ARCHES, report=print) -> list[tuple[Variant, int, float, 
             results.append((variant, arch, seconds, shared))
             report(f"sm_{arch} {variant.describe()}: {seconds:.1f} s, shared memory {shared} B")
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m univg_core.kernels.aot", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", type=int, action="append", help="compute capability x10 (default: 80 and 90)")
-    args = parser.parse_args(argv)
-    results = compile_all(tuple(args.arch or ARCHES))
-    print(f"{len(results)} kernels compiled")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .clip_image import clip_pixels
+from ..models.clip_image import clip_pixels
 
 HEAD_WIDTH = 64
 # the widths cannot tell the head count: OpenCLIP's ViT-H/14 vision tower uses 80-wide heads

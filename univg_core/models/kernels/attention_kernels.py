@@ -10,7 +10,7 @@ by -inf logits. Tensors are read through their strides, so the transposed
 Grid: axis 0 walks batch*heads (temporal attention has up to ~100k of them and only
 axis 0 may exceed 65535), axis 1 walks the query tiles.
 
-This module imports triton at import time; `univg_core.attention` only imports it when
+This module imports triton at import time; `univg_core.models.attention` only imports it when
 the Triton backend is chosen.
 """
 

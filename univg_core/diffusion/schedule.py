@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .configs import ScheduleConfig
+from ..configs import ScheduleConfig
 
 
 def make_betas(linear_start: float = 0.00085, linear_end: float = 0.012, timesteps: int = 1000) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Fine-tune UniVG's models from an open checkpoint with Biased Gaussian Noise.
 
-    python -m univg_core.train --task animation --init base.safetensors --data clips/ --out animation.safetensors
-    torchrun --nproc_per_node 8 -m univg_core.train --task sr ...      # several GPUs (DDP; --fsdp to shard)
+    python -m univg_core.cli.train --task animation --init base.safetensors --data clips/ --out animation.safetensors
+    torchrun --nproc_per_node 8 -m univg_core.cli.train --task sr ...      # several GPUs (DDP; --fsdp to shard)
 
 Exit status: 0 done, 2 bad input (options, data, init checkpoint), 1 a failure while training
 (the state file next to --out keeps every finished step; run the same command to resume)."""
@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checkpoint import CheckpointError
-from .training.data import DataError
-from .training.distributed import process_rank
-from .training.model_setup import TrainingSetupError
-from .training.objective import TASKS
-from .training.trainer import SAVE_DTYPES, TrainOptions, train
+from ..checkpoints import CheckpointError
+from ..training.data import DataError
+from ..training.distributed import process_rank
+from ..training.model_setup import TrainingSetupError
+from ..training.objective import TASKS
+from ..training.trainer import SAVE_DTYPES, TrainOptions, train
 
 
 def parse(argv=None) -> TrainOptions:
-    parser = argparse.ArgumentParser(prog="python -m univg_core.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m univg_core.cli.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
     parser.add_argument("--init", required=True, help="checkpoint to start from (.ckpt or .safetensors, with its VAE and CLIP)")
     parser.add_argument("--data", required=True, help="folder of clips (mp4/webm/...) with <clip>.txt captions or captions.csv")

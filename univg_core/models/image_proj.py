@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .configs import ResamplerConfig
+from ..configs import ResamplerConfig
 
 
 class PerceiverAttention(nn.Module):

@@ -1,4 +1,4 @@
-"""`python -m univg_core.bench attention`: the Triton kernels against PyTorch SDPA at the
+"""`python -m univg_core.cli.bench attention`: the Triton kernels against PyTorch SDPA at the
 UNet's real attention shapes.
 
 Shapes follow the UNet at a 40x72 latent (320x576 video) and a 90x160 latent (720x1280),
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .attention import _sdpa as sdpa  # the fallback exactly as the UNet calls it (batch-chunked)
+from ..models.attention import _sdpa as sdpa  # the fallback exactly as the UNet calls it (batch-chunked)
 
 LATENTS = {"40x72": (40, 72), "90x160": (90, 160)}
 LEVEL_HEADS = (5, 10, 20)  # 320/640/1280 channels in heads of 64
@@ -103,7 +103,7 @@ def bench_attention(args) -> dict:
         if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
             raise SystemExit("triton is already imported without TRITON_INTERPRET=1; run this in a fresh process")
         os.environ["TRITON_INTERPRET"] = "1"
-    from .kernels import launch
+    from ..models.kernels import launch
 
     device = torch.device(args.device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype] if cuda else torch.float32

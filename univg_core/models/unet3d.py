@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from .configs import UNetConfig
+from ..configs import UNetConfig
 from .layers import GroupNorm32, timestep_embedding, zero_init
 from .resblock import Downsample, ResBlock, Upsample
 from .transformer import SpatialTransformer, TemporalTransformer

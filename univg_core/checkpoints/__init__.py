@@ -21,9 +21,9 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from .configs import ModelConfig, ResamplerConfig, ScheduleConfig, UNetConfig, get_preset
-from .image_proj import Resampler
-from .unet3d import UNet3D
+from ..configs import ModelConfig, ResamplerConfig, ScheduleConfig, UNetConfig, get_preset
+from ..models.image_proj import Resampler
+from ..models.unet3d import UNet3D
 
 UNET_PREFIX = "model.diffusion_model."
 IMAGE_PROJ_PREFIX = "image_proj_model."

@@ -1,14 +1,14 @@
 """Benchmarks at real shapes. Times are measured here, never in tests.
 
-    python -m univg_core.bench unet --preset videocrafter2_t2v_512 --frames 16 --height 320 --width 512
+    python -m univg_core.cli.bench unet --preset videocrafter2_t2v_512 --frames 16 --height 320 --width 512
 
 prints seconds per UNet call (batch 2, as under classifier-free guidance) and peak
 memory, on CPU or CUDA, with random weights of the full-size preset.
 
-    python -m univg_core.bench attention [--dtype fp16] [--kind mca temporal]
+    python -m univg_core.cli.bench attention [--dtype fp16] [--kind mca temporal]
 
 times the Triton kernels against SDPA per attention shape on a GPU (correctness only
-on a CPU, through Triton's interpreter); see univg_core/bench_attention.py.
+on a CPU, through Triton's interpreter); see univg_core/cli/bench_attention.py.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from .configs import PRESETS, get_preset
-from .unet3d import UNet3D
+from ..configs import PRESETS, get_preset
+from ..models.unet3d import UNet3D
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -86,7 +86,7 @@ def bench_unet(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m univg_core.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m univg_core.cli.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     unet = sub.add_parser("unet", help="seconds per UNet call and peak memory at a real shape")
     unet.add_argument("--preset", default="videocrafter2_t2v_512", choices=sorted(PRESETS))
