@@ -11,7 +11,7 @@ import comfy.clip_vision
 import comfy.sd
 import folder_paths
 
-from ..univg_core.checkpoints import CheckpointError, load_checkpoint
+from ..univg_core.checkpoints import CheckpointError, load_checkpoint, split_prefix
 from .model import wrap_in_patcher
 
 log = logging.getLogger("univg")
@@ -47,7 +47,7 @@ def resolve(name: str) -> str:
 
 def build_clip(text_state: dict):
     """`cond_stage_model.model.*`, the OpenCLIP ViT-H text tower (SD2's text encoder), as a ComfyUI CLIP."""
-    text = {key[len("model.") :]: value for key, value in text_state.items() if key.startswith("model.")}
+    text = split_prefix(text_state, "model.")
     if not text:
         return None
     return comfy.sd.load_text_encoder_state_dicts(
@@ -63,7 +63,7 @@ def build_vae(vae_state: dict):
 
 def build_clip_vision(image_encoder_state: dict):
     """`embedder.model.visual.*` (OpenCLIP ViT-H/14 vision tower) as a ComfyUI CLIP_VISION."""
-    visual = {key[len("model.") :]: value for key, value in image_encoder_state.items() if key.startswith("model.visual.")}
+    visual = {key: value for key, value in split_prefix(image_encoder_state, "model.").items() if key.startswith("visual.")}
     if not visual:
         return None
     return comfy.clip_vision.load_clipvision_from_sd(visual, prefix="visual.", convert_keys=True)

@@ -10,13 +10,13 @@ from conftest import TINY_FAMILIES, TINY_OVERRIDES, randomize_, tiny_inputs, tin
 from univg_core.checkpoints import (
     CheckpointError,
     checkpoint_state_dict,
-    expand_input_channels,
+    config_metadata,
     infer_unet_config,
     load_checkpoint,
     save_checkpoint,
 )
 from univg_core.configs import PRESETS, UNetConfig, get_preset
-from univg_core.models.unet3d import UNet3D
+from univg_core.models.unet3d import UNet3D, expand_input_channels
 
 
 def outputs(unet, image_proj, config, frames=4):
@@ -123,6 +123,20 @@ def test_safetensors_round_trip_with_metadata(tmp_path):
     assert loaded.config == config
     assert (loaded.config.bgn_t_m, loaded.config.bgn_t_n) == (600, 990)
     torch.testing.assert_close(outputs(loaded.unet, loaded.image_proj, config), expected, rtol=0, atol=0)
+
+
+def test_metadata_of_earlier_versions_still_loads(tmp_path):
+    """Files written before default_fps / guidance_scale left ModelConfig carry them in their metadata."""
+    import json
+
+    config, unet, image_proj = tiny_models("univg_animation")
+    metadata = config_metadata(config)
+    old_config = json.loads(metadata["univg.config"])
+    old_config.update(default_fps=8, guidance_scale=7.5)
+    path = tmp_path / "earlier.safetensors"
+    state = {k: v.contiguous() for k, v in checkpoint_state_dict(unet, image_proj).items()}
+    save_file(state, str(path), metadata={**metadata, "univg.config": json.dumps(old_config)})
+    assert load_checkpoint(path).config == config
 
 
 def test_plain_safetensors_without_metadata(tmp_path):

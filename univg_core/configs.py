@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from .diffusion.bgn import ANIMATION_WINDOW, SUPER_RESOLUTION_WINDOW
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -38,7 +40,7 @@ class UNetConfig:
     # DynamiCrafter gives each frame its own 16 image tokens when the count is frames*16
     image_tokens_per_frame: Optional[int] = None
     fs_condition: bool = True
-    default_fs: int = 16
+    default_fs: int = 16  # the fps / frame-stride condition when none is given (each preset: its model's)
     fps_embedding_key: str = "fps_embedding"  # its name in the checkpoint file
     norm_groups: int = 32
 
@@ -89,8 +91,6 @@ class ModelConfig:
     image_proj: Optional[ResamplerConfig] = None
     prediction: str = "eps"  # "eps" or "v"
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    default_fps: int = 16
-    guidance_scale: float = 7.5
     guidance_rescale: float = 0.0
     # Biased Gaussian Noise window (paper 3.4); None for models not trained with BGN
     bgn_t_m: Optional[int] = None
@@ -103,30 +103,20 @@ class ModelConfig:
 _DC_RESAMPLER = ResamplerConfig(video_length=16)
 _VC_RESAMPLER = ResamplerConfig(video_length=None)
 
-PRESETS: dict[str, ModelConfig] = {
-    "videocrafter2_t2v_512": ModelConfig(
-        family="videocrafter2_t2v_512",
+_PRESET_SETTINGS: dict[str, dict] = {
+    "videocrafter2_t2v_512": dict(
         unet=UNetConfig(default_fs=28),
-        default_fps=28,
-        guidance_scale=12.0,
     ),
-    "videocrafter1_t2v_1024": ModelConfig(
-        family="videocrafter1_t2v_1024",
+    "videocrafter1_t2v_1024": dict(
         unet=UNetConfig(temporal_conv=False, use_relative_position=True, default_fs=28),
         schedule=ScheduleConfig(scale_base=0.7),
-        default_fps=28,
-        guidance_scale=12.0,
     ),
-    "videocrafter1_i2v_512": ModelConfig(
-        family="videocrafter1_i2v_512",
+    "videocrafter1_i2v_512": dict(
         unet=UNetConfig(image_cross_attention=True, default_fs=8),
         image_proj=_VC_RESAMPLER,
         schedule=ScheduleConfig(scale_base=0.7),
-        default_fps=8,
-        guidance_scale=12.0,
     ),
-    "dynamicrafter_256": ModelConfig(
-        family="dynamicrafter_256",
+    "dynamicrafter_256": dict(
         unet=UNetConfig(
             in_channels=8,
             image_cross_attention=True,
@@ -136,59 +126,45 @@ PRESETS: dict[str, ModelConfig] = {
             fps_embedding_key="framestride_embed",
         ),
         image_proj=_DC_RESAMPLER,
-        default_fps=3,
-        guidance_scale=7.5,
     ),
-    "dynamicrafter_512": ModelConfig(
-        family="dynamicrafter_512",
+    "dynamicrafter_512": dict(
         unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=24),
         image_proj=_DC_RESAMPLER,
         prediction="v",
         schedule=ScheduleConfig(zero_terminal_snr=True, scale_base=0.7, timestep_spacing="uniform_trailing"),
-        default_fps=24,
-        guidance_scale=7.5,
         guidance_rescale=0.7,
     ),
-    "dynamicrafter_1024": ModelConfig(
-        family="dynamicrafter_1024",
+    "dynamicrafter_1024": dict(
         unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=10),
         image_proj=_DC_RESAMPLER,
         prediction="v",
         schedule=ScheduleConfig(zero_terminal_snr=True, scale_base=0.3, timestep_spacing="uniform_trailing"),
-        default_fps=10,
-        guidance_scale=7.5,
         guidance_rescale=0.7,
     ),
     # UniVG (paper 3.2, 4.1). F_B: text and/or image through MCA, eps-prediction.
-    "univg_base": ModelConfig(
-        family="univg_base",
+    "univg_base": dict(
         unet=UNetConfig(image_cross_attention=True, image_tokens_per_frame=16, default_fs=8),
         image_proj=_DC_RESAMPLER,
-        default_fps=8,
-        guidance_scale=7.5,
     ),
     # F_A: F_B with the first-frame latent concatenated (C -> 2C), BGN 600..990.
-    "univg_animation": ModelConfig(
-        family="univg_animation",
+    "univg_animation": dict(
         unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=8),
         image_proj=_DC_RESAMPLER,
-        default_fps=8,
-        guidance_scale=7.5,
-        bgn_t_m=600,
-        bgn_t_n=990,
+        bgn_t_m=ANIMATION_WINDOW[0],
+        bgn_t_n=ANIMATION_WINDOW[1],
     ),
     # F_SR: text-only cross attention, v-prediction, BGN 0..700.
-    "univg_sr": ModelConfig(
-        family="univg_sr",
+    "univg_sr": dict(
         unet=UNetConfig(default_fs=8),
         prediction="v",
         schedule=ScheduleConfig(zero_terminal_snr=True),
-        default_fps=8,
-        guidance_scale=7.5,
-        bgn_t_m=0,
-        bgn_t_n=700,
+        bgn_t_m=SUPER_RESOLUTION_WINDOW[0],
+        bgn_t_n=SUPER_RESOLUTION_WINDOW[1],
     ),
 }
+# the family is the preset's name
+PRESETS: dict[str, ModelConfig] = {name: ModelConfig(family=name, **settings) for name, settings in _PRESET_SETTINGS.items()}
+
 
 # Tiny versions of every preset for CPU tests: same module graph, a few channels.
 TINY_UNET = dict(
@@ -210,7 +186,7 @@ def tiny(config: ModelConfig) -> ModelConfig:
     unet_changes = dict(TINY_UNET)
     if config.unet.image_tokens_per_frame:
         unet_changes["image_tokens_per_frame"] = TINY_RESAMPLER["num_queries"]
-    return replace(config, family=config.family, unet=replace(config.unet, **unet_changes), image_proj=image_proj)
+    return replace(config, unet=replace(config.unet, **unet_changes), image_proj=image_proj)
 
 
 for _name in list(PRESETS):

@@ -55,7 +55,7 @@ def bench_unet(args: argparse.Namespace) -> dict:
 
     def call():
         with torch.inference_mode():
-            out = unet(x, timesteps, context=context, image_context=image_context, fs=config.default_fps)
+            out = unet(x, timesteps, context=context, image_context=image_context, fs=config.unet.default_fs)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return out

@@ -26,7 +26,7 @@ def bgn_weight(t: torch.Tensor, t_m: int, t_n: int) -> torch.Tensor:
     return ((t - t_m) / (t_n - t_m)).clamp(0.0, 1.0)
 
 
-def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def _broadcast_over(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     values = values.to(like.device)
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim)).to(like.dtype)
 
@@ -45,7 +45,7 @@ def biased_noise(
     t = torch.as_tensor(t, device=alphas_cumprod.device).long()
     abar = alphas_cumprod[t].double()
     shift = (abar.sqrt() / (1 - abar).sqrt()) * bgn_weight(t.cpu(), t_m, t_n).to(abar.device)
-    return eps + _per_sample(shift, eps) * (v_cond - v_target)
+    return eps + _broadcast_over(shift, eps) * (v_cond - v_target)
 
 
 def q_sample_bgn(
@@ -60,7 +60,7 @@ def q_sample_bgn(
     """The biased forward process of Figure 3(b): returns (v_t, eps'_t)."""
     biased = biased_noise(eps, v_cond, v_target, t, t_m, t_n, alphas_cumprod)
     abar = alphas_cumprod[torch.as_tensor(t, device=alphas_cumprod.device).long()].double()
-    v_t = _per_sample(abar.sqrt(), v_target) * v_target + _per_sample((1 - abar).sqrt(), v_target) * biased
+    v_t = _broadcast_over(abar.sqrt(), v_target) * v_target + _broadcast_over((1 - abar).sqrt(), v_target) * biased
     return v_t, biased
 
 
@@ -74,7 +74,7 @@ def training_target(
         return biased_eps
     if prediction == "v":
         abar = alphas_cumprod[torch.as_tensor(t, device=alphas_cumprod.device).long()].double()
-        return _per_sample(abar.sqrt(), v_target) * biased_eps - _per_sample((1 - abar).sqrt(), v_target) * v_target
+        return _broadcast_over(abar.sqrt(), v_target) * biased_eps - _broadcast_over((1 - abar).sqrt(), v_target) * v_target
     raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
 
 

@@ -1,4 +1,5 @@
-"""DDIM and DPM-Solver++ (2M) over any denoiser (x_t, t) -> model output.
+"""DDIM and DPM-Solver++ (2M) over any denoiser (x_t, t) -> model output, seen through
+prediction.CleanSample as a predictor of the clean sample.
 
 Both can start part-way (t_start: the editing paradigm and BGN start there), report each
 step through `callback(step, total, x, x0)` and are cancelled by a callback that raises
@@ -19,9 +20,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .schedule import x0_eps_from_output
+from .prediction import CleanSample, Denoiser
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[int, int, torch.Tensor, torch.Tensor], Optional[bool]]
 AfterStep = Callable[[torch.Tensor, float], torch.Tensor]
 SPACINGS = ("uniform", "uniform_trailing")
@@ -52,44 +52,16 @@ def make_timesteps(steps: int, spacing: str = "uniform", t_start: Optional[int] 
     return (top - (k * (top + 1) / steps).round()).long()
 
 
-def _check_finite(output: torch.Tensor, step: int, t: int) -> None:
-    if not torch.isfinite(output).all():
-        raise FloatingPointError(
-            f"the model returned NaN/inf at step {step} (t={t}); try fp32 or bf16 weights instead of fp16"
-        )
-
-
 def _report(callback: Optional[Callback], step: int, total: int, x: torch.Tensor, x0: torch.Tensor) -> None:
     if callback is not None and callback(step, total, x, x0) is False:
         raise SamplingCancelled(f"sampling cancelled at step {step + 1}/{total}")
 
 
-def _scale(scale_arr: Optional[torch.Tensor], t: Optional[int]) -> float:
-    if scale_arr is None or t is None:
-        return 1.0
-    return float(scale_arr[t])
-
-
-def _prepare(x, alphas_cumprod, timesteps, prediction):
-    if prediction not in ("eps", "v"):
-        raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+def _timestep_list(timesteps, count: int) -> list[int]:
     timesteps = torch.as_tensor(timesteps).long().flatten()
-    if len(timesteps) == 0 or int(timesteps.max()) >= len(alphas_cumprod) or int(timesteps.min()) < 0:
-        raise ValueError(f"timesteps must be in [0, {len(alphas_cumprod) - 1}]")
-    return timesteps.tolist(), alphas_cumprod.double().cpu()
-
-
-def _model_step(denoise: Denoiser, x: torch.Tensor, steps: list[int], i: int, abar: torch.Tensor, prediction: str):
-    """Step i's model call: (t, t_next, abar_t, abar_next, x0, eps); t_next None and
-    abar_next 1 on the last step, which lands on the clean sample."""
-    t = steps[i]
-    t_next = steps[i + 1] if i + 1 < len(steps) else None
-    abar_t = float(abar[t])
-    abar_next = float(abar[t_next]) if t_next is not None else 1.0
-    output = denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
-    _check_finite(output, i, t)
-    x0, eps = x0_eps_from_output(output, x, abar_t, prediction)
-    return t, t_next, abar_t, abar_next, x0, eps
+    if len(timesteps) == 0 or int(timesteps.max()) >= count or int(timesteps.min()) < 0:
+        raise ValueError(f"timesteps must be in [0, {count - 1}]")
+    return timesteps.tolist()
 
 
 def ddim_sample(
@@ -109,15 +81,18 @@ def ddim_sample(
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     if final_step not in FINAL_STEPS:
         raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}")
-    steps, abar = _prepare(x, alphas_cumprod, timesteps, prediction)
-    for i in range(len(steps)):
-        t, t_next, abar_t, abar_next, x0, eps = _model_step(denoise, x, steps, i, abar, prediction)
+    model = CleanSample(denoise, alphas_cumprod, prediction, scale_arr)
+    steps = _timestep_list(timesteps, model.timesteps)
+    for i, t in enumerate(steps):
+        t_next = steps[i + 1] if i + 1 < len(steps) else None
+        x0, eps = model(x, t, i)
+        abar_t = model.abar(t)
         if t_next is None and final_step == "original":
             # lvdm: ddim_alphas_prev starts with alphas_cumprod[0], ddim_scale_arr_prev repeats its first entry
-            abar_next, scale_next = float(abar[0]), _scale(scale_arr, t)
+            abar_next, scale_next = model.abar(0), model.scale(t)
         else:
-            scale_next = _scale(scale_arr, t_next)
-        x0 = x0 * (scale_next / _scale(scale_arr, t))
+            abar_next, scale_next = model.abar(t_next), model.scale(t_next)
+        x0 = x0 * scale_next
         sigma = eta * math.sqrt(max(0.0, (1 - abar_next) / (1 - abar_t) * (1 - abar_t / abar_next))) if abar_t < 1 else 0.0
         x = math.sqrt(abar_next) * x0 + math.sqrt(max(0.0, 1 - abar_next - sigma**2)) * eps
         if sigma > 0:
@@ -150,11 +125,13 @@ def dpmpp_2m_sample(
 ) -> torch.Tensor:
     """Multistep DPM-Solver++ with data prediction (Lu et al. 2022), second order after the
     first step; deterministic (generator unused, kept for a uniform signature)."""
-    steps, abar = _prepare(x, alphas_cumprod, timesteps, prediction)
+    model = CleanSample(denoise, alphas_cumprod, prediction, scale_arr)
+    steps = _timestep_list(timesteps, model.timesteps)
     previous_x0, previous_h = None, None
-    for i in range(len(steps)):
-        t, t_next, abar_t, abar_next, x0, _ = _model_step(denoise, x, steps, i, abar, prediction)
-        x0 = x0 / _scale(scale_arr, t)  # the clean sample
+    for i, t in enumerate(steps):
+        t_next = steps[i + 1] if i + 1 < len(steps) else None
+        x0, _ = model(x, t, i)
+        abar_t, abar_next = model.abar(t), model.abar(t_next)
         lambda_t, lambda_next = _half_lambda(abar_t), _half_lambda(abar_next)
         h = lambda_next - lambda_t
         if previous_x0 is None or math.isinf(h) or math.isinf(previous_h):
@@ -162,7 +139,7 @@ def dpmpp_2m_sample(
         else:
             r = previous_h / h
             data = (1 + 0.5 / r) * x0 - (0.5 / r) * previous_x0
-        data_next = data * _scale(scale_arr, t_next)
+        data_next = data * model.scale(t_next)
         if abar_next >= 1:
             x = data_next
         else:

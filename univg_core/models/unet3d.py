@@ -10,6 +10,7 @@ split by its caller with `split_original_context`: the UNet never splits by posi
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Union
 
 import torch
@@ -145,7 +146,7 @@ class UNet3D(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.out[2].weight.dtype
 
-    def _per_sample(self, value, batch: int, device, default: Number) -> torch.Tensor:
+    def _one_per_batch_entry(self, value, batch: int, device, default: Number) -> torch.Tensor:
         if value is None:
             value = default
         value = torch.as_tensor(value, device=device, dtype=torch.float32).flatten()
@@ -214,10 +215,10 @@ class UNet3D(nn.Module):
                 f"got {height}x{width}"
             )
         dtype = self.dtype
-        timesteps = self._per_sample(timesteps, batch, x.device, 0)
+        timesteps = self._one_per_batch_entry(timesteps, batch, x.device, 0)
         emb = self.time_embed(timestep_embedding(timesteps, c.model_channels).to(dtype))
         if c.fs_condition:
-            fs = self._per_sample(fs, batch, x.device, c.default_fs)
+            fs = self._one_per_batch_entry(fs, batch, x.device, c.default_fs)
             emb = emb + self.fps_embedding(timestep_embedding(fs, c.model_channels).to(dtype))
         emb = emb.repeat_interleave(frames, dim=0)
         text, image = self.split_context(context, image_context, batch, frames)
@@ -242,3 +243,22 @@ class UNet3D(nn.Module):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(stage, h, emb, text, image, batch, use_reentrant=False)
         return stage(h, emb, text, image, batch)
+
+
+def expand_input_channels(unet: UNet3D, channels: int) -> UNet3D:
+    """F_B -> F_A (paper 3.2): widen the input convolution to `channels`, new weights
+    zero-initialised so the output is unchanged for any content of the new channels."""
+    conv = unet.input_blocks[0][0]
+    old = conv.in_channels
+    if channels < old:
+        raise ValueError(f"expand_input_channels: cannot shrink {old} input channels to {channels}")
+    if channels == old:
+        return unet
+    wider = nn.Conv2d(channels, conv.out_channels, 3, padding=1, device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        wider.weight.zero_()
+        wider.weight[:, :old] = conv.weight
+        wider.bias.copy_(conv.bias)
+    unet.input_blocks[0][0] = wider
+    unet.config = dataclasses.replace(unet.config, in_channels=channels)
+    return unet

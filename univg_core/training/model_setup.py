@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 
 from ..diffusion.bgn import check_window
-from ..checkpoints import LoadedCheckpoint, expand_input_channels
+from ..checkpoints import LoadedCheckpoint, split_prefix
 from ..configs import ModelConfig
 from ..models.image_proj import Resampler
-from ..models.unet3d import UNet3D
+from ..models.unet3d import UNet3D, expand_input_channels
 from .objective import TaskSpec
 
 
@@ -22,7 +22,7 @@ class TrainingSetupError(ValueError):
     pass
 
 
-class Denoiser(nn.Module):
+class TrainedNetwork(nn.Module):
     """UNet plus the image Resampler: one module for the optimiser and DDP."""
 
     def __init__(self, unet: UNet3D, image_proj: Optional[Resampler]):
@@ -80,14 +80,14 @@ def target_config(init: ModelConfig, spec: TaskSpec, window, zero_terminal_snr: 
 IMAGE_BRANCH_PARAMETERS = ("to_k_ip.", "to_v_ip.", ".alpha")
 
 
-def build_denoiser(loaded: LoadedCheckpoint, config: ModelConfig, uses_image: bool) -> Denoiser:
+def build_network(loaded: LoadedCheckpoint, config: ModelConfig, uses_image: bool) -> TrainedNetwork:
     """The trainable module. Where the task trains without image tokens (sr), the image branch
     (Resampler, to_k_ip/to_v_ip, alpha) is kept but frozen: the weights stay in the file and
     DDP sees no parameter without a gradient."""
     unet = expand_input_channels(loaded.unet.float(), config.unet.in_channels)
     unet.config = config.unet
     image_proj = loaded.image_proj.float() if loaded.image_proj is not None else None
-    model = Denoiser(unet, image_proj)
+    model = TrainedNetwork(unet, image_proj)
     if not uses_image:
         for name, parameter in model.named_parameters():
             if name.startswith("image_proj.") or any(part in name for part in IMAGE_BRANCH_PARAMETERS):
@@ -95,16 +95,14 @@ def build_denoiser(loaded: LoadedCheckpoint, config: ModelConfig, uses_image: bo
     return model
 
 
-def denoiser_from_state(config: ModelConfig, state: dict, dtype: torch.dtype) -> tuple[UNet3D, Optional[Resampler]]:
-    """UNet and Resampler holding a gathered `Denoiser` state dict (no copy on the way in)."""
+def network_from_state(config: ModelConfig, state: dict, dtype: torch.dtype) -> tuple[UNet3D, Optional[Resampler]]:
+    """UNet and Resampler holding a gathered `TrainedNetwork` state dict (no copy on the way in)."""
     with torch.device("meta"):
         unet = UNet3D(config.unet)
         image_proj = Resampler(config.image_proj) if config.image_proj is not None else None
-    unet.load_state_dict({k[len("unet."):]: v.to(dtype) for k, v in state.items() if k.startswith("unet.")}, assign=True)
+    unet.load_state_dict({k: v.to(dtype) for k, v in split_prefix(state, "unet.").items()}, assign=True)
     if image_proj is not None:
-        image_proj.load_state_dict(
-            {k[len("image_proj."):]: v.to(dtype) for k, v in state.items() if k.startswith("image_proj.")}, assign=True
-        )
+        image_proj.load_state_dict({k: v.to(dtype) for k, v in split_prefix(state, "image_proj.").items()}, assign=True)
     return unet, image_proj
 
 

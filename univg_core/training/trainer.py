@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -31,56 +31,66 @@ from .cache import CachedClips, CacheSpec, build_cache, encoders_from_checkpoint
 from .data import DataError, find_clips
 from .distributed import World, barrier, broadcast_from_main, init_world, mean_over_ranks, shutdown
 from .model_setup import (
-    Denoiser, TrainingSetupError, bgn_window, build_denoiser, denoiser_from_state, check_text_width, target_config, uses_image_branch,
+    TrainedNetwork, TrainingSetupError, bgn_window, build_network, network_from_state, check_text_width, target_config, uses_image_branch,
 )
 from .objective import TASKS, condition_latents, noisy_input_and_target, timestep_range
 
 STATE_VERSION = 1
 
 
+SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def _option(default, help: str, **cli):
+    """A TrainOptions field with its command-line help (cli: choices, flag)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainOptions:
-    task: str
-    init: str
-    data: str
-    out: str
-    frames: int = 16
-    height: int = 320
-    width: int = 512
-    batch_size: int = 1
-    grad_accum: int = 1
-    steps: int = 1000
-    lr: float = 1e-5
-    weight_decay: float = 1e-2
-    t_m: Optional[int] = None
-    t_n: Optional[int] = None
-    offset_noise: float = 0.1
-    zero_terminal_snr: bool = False
-    text_dropout: Optional[float] = None
-    image_dropout: Optional[float] = None
-    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
-    gradient_checkpointing: bool = True
-    ema_decay: Optional[float] = None
-    fs: Optional[int] = None
-    cache_dir: Optional[str] = None
-    max_frames: int = 64
-    frame_stride: int = 1
-    window_stride: int = 4
-    save_every: int = 500
-    resume: bool = True
-    seed: int = 0
-    save_dtype: str = "fp16"
-    device: str = "auto"
-    fsdp: bool = False
-    log_every: int = 10
-    dropout: Optional[float] = None  # None: the network's own dropout rates
+    """Every setting of a training run; `python -m univg_core.cli.train` makes one flag per field."""
+
+    task: str = field(metadata={"help": "which model to train", "choices": sorted(TASKS)})
+    init: str = field(metadata={"help": "checkpoint to start from (.ckpt or .safetensors, with its VAE and CLIP)"})
+    data: str = field(metadata={"help": "folder of clips (mp4/webm/...) with <clip>.txt captions or captions.csv"})
+    out: str = field(metadata={"help": "the .safetensors to write (its resumable state goes to OUT.state.pt)"})
+    frames: int = _option(16, "frames per training clip (8-24 typical)")
+    height: int = _option(320, "pixels")
+    width: int = _option(512, "pixels")
+    batch_size: int = _option(1, "clips per process per micro-step")
+    grad_accum: int = _option(1, "micro-steps per optimiser step")
+    steps: int = _option(1000, "optimiser steps in total (a resumed run counts on)")
+    lr: float = _option(1e-5, "AdamW learning rate")
+    weight_decay: float = _option(1e-2, "AdamW weight decay")
+    t_m: Optional[int] = _option(None, "BGN window start (animation 600, sr 0)")
+    t_n: Optional[int] = _option(None, "BGN window end (animation 990, sr 700)")
+    offset_noise: float = _option(0.1, "offset-noise strength (paper 4.1)")
+    zero_terminal_snr: bool = _option(False, "rescale the schedule to zero terminal SNR")
+    text_dropout: Optional[float] = _option(None, "default: base 0.5, animation 0.1, sr 0.1")
+    image_dropout: Optional[float] = _option(None, "default: base 0.1, animation 0.1")
+    precision: str = _option("auto", "auto: bf16 autocast on CUDA, fp32 on the CPU", choices=("auto", "bf16", "fp32"))
+    gradient_checkpointing: bool = _option(True, "recompute activations in the backward pass")
+    ema_decay: Optional[float] = _option(None, "EMA decay (e.g. 0.9999); the output holds the EMA", flag="--ema")
+    fs: Optional[int] = _option(None, "fps / frame-stride condition (default: the model's)")
+    cache_dir: Optional[str] = _option(None, "encoded clips (default DATA/.univg_cache)")
+    max_frames: int = _option(64, "frames decoded per clip")
+    frame_stride: int = _option(1, "keep every n-th frame of a clip")
+    window_stride: int = _option(4, "frames between possible window starts")
+    save_every: int = _option(500, "steps between resumable state saves")
+    resume: bool = _option(True, "continue from an existing OUT.state.pt")
+    seed: int = _option(0, "every random draw is a function of it, the step and the sample")
+    save_dtype: str = _option("fp16", "dtype of the written weights", choices=sorted(SAVE_DTYPES))
+    device: str = _option("auto", "auto, cuda or cpu")
+    fsdp: bool = _option(False, "shard the model across processes (FSDP) instead of DDP")
+    log_every: int = _option(10, "steps between log lines")
+    dropout: Optional[float] = _option(
+        None, "the network's dropout rate (default: its own, 0.1 in the temporal convolutions)"
+    )
 
     @property
     def state_path(self) -> Path:
         return Path(self.out + ".state.pt")
 
-
-SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def validate(options: TrainOptions) -> None:
@@ -283,7 +293,7 @@ def _autocast(options: TrainOptions, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _wrap(model: Denoiser, world: World, options: TrainOptions):
+def _wrap(model: TrainedNetwork, world: World, options: TrainOptions):
     if not world.distributed:
         return model
     if options.fsdp:
@@ -343,7 +353,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = lambda message: pr
 
 def _run(options, world, loaded, spec, window, config, use_image, clips, log) -> Path:
     torch.manual_seed(options.seed)
-    model = build_denoiser(loaded, config, use_image).to(world.device).train()
+    model = build_network(loaded, config, use_image).to(world.device).train()
     model.unet.gradient_checkpointing = options.gradient_checkpointing
     set_network_dropout(model, options.dropout)
     alphas_cumprod = alphas_cumprod_for(config.schedule)
@@ -423,7 +433,7 @@ def _run(options, world, loaded, spec, window, config, use_image, clips, log) ->
 
 
 def _write_output(out: Path, weights: dict, config, loaded, options: TrainOptions, step: int, use_image: bool) -> None:
-    unet, image_proj = denoiser_from_state(config, weights, SAVE_DTYPES[options.save_dtype])
+    unet, image_proj = network_from_state(config, weights, SAVE_DTYPES[options.save_dtype])
     extra = {VAE_PREFIX: loaded.vae_state_dict, TEXT_PREFIX: loaded.text_encoder_state_dict}
     if loaded.image_encoder_state_dict:
         extra[IMAGE_ENCODER_PREFIX] = loaded.image_encoder_state_dict

@@ -1,0 +1,82 @@
+"""Reading checkpoint files: .ckpt/.pt/.pth (torch zip or legacy pickle, weights_only=True)
+and .safetensors, with the "state_dict" / "module" wrappers removed."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .layout import CheckpointError, few
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of a .ckpt/.pt/.pth (torch zip or legacy pickle, loaded
+    with weights_only=True) or .safetensors file, wrappers removed."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise CheckpointError(f"{name}: no such file ({path})")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if len(head) < 16:
+        raise CheckpointError(f"{name}: file is empty or truncated ({path.stat().st_size} bytes); expected a checkpoint")
+    metadata: dict[str, str] = {}
+    if path.suffix in (".safetensors", ".sft") or _looks_like_safetensors(head):
+        state = _read_safetensors(path, metadata)
+    else:
+        state = _read_torch(path, head)
+    return _unwrap(state, name), metadata
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len < 100_000_000 and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path, metadata: dict) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as reader:
+            metadata.update(reader.metadata() or {})
+            return {key: reader.get_tensor(key) for key in reader.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path.name}: not a readable .safetensors file (truncated or corrupted?): {error}"
+        ) from None
+
+
+def _read_torch(path: Path, head: bytes) -> Any:
+    name = path.name
+    is_zip = head[:4] == b"PK\x03\x04"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise CheckpointError(
+                f"{name}: the file holds Python objects that would run code when unpickled; only plain "
+                f"tensor checkpoints are loaded (weights_only=True). Found: {str(error).splitlines()[0][:200]}"
+            ) from None
+        raise CheckpointError(f"{name}: not a PyTorch checkpoint (unpickling failed: {error})") from None
+    except Exception as error:  # the unpickler raises many kinds on garbage input
+        kind = "truncated or corrupted PyTorch checkpoint" if is_zip else "not a PyTorch checkpoint or safetensors file"
+        raise CheckpointError(f"{name}: {kind}: {str(error).splitlines()[0][:200]}") from None
+
+
+def _unwrap(state: Any, name: str) -> dict[str, torch.Tensor]:
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    elif isinstance(state, dict) and isinstance(state.get("module"), dict):
+        state = state["module"]
+        prefixes = {key[:16] for key in state}
+        if len(prefixes) == 1:  # e.g. "_forward_module." from Lightning/DeepSpeed
+            state = {key[16:]: value for key, value in state.items()}
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{name}: expected a dict of tensors (optionally under 'state_dict'), found {type(state).__name__}")
+    tensors = {key: value for key, value in state.items() if isinstance(key, str) and isinstance(value, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{name}: the file holds no tensors (found keys: {few(state)})")
+    return tensors
