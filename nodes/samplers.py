@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from ..univg_core.diffusion import pipelines
-from ..univg_core.diffusion.samplers import FINAL_STEPS
-from .model import load_to_device
-from .sampling import (
-    SAMPLERS,
-    check_interrupt,
-    check_size,
-    guided_denoiser,
+from ..univg_core.diffusion import bgn, pipelines
+from ..univg_core.diffusion.samplers import FINAL_STEPS, SAMPLERS
+from .guidance import guided_denoiser
+from .latents import (
+    decode_latents,
+    model_space_encoder,
     pixels_to_model_latent,
-    progress,
     seeded_generator,
     to_latent_output,
 )
+from .model import load_to_device
+from .progress import check_interrupt, progress
 
 SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True})
 DDIM_FINAL_STEP = (list(FINAL_STEPS), {
@@ -25,6 +24,15 @@ DDIM_FINAL_STEP = (list(FINAL_STEPS), {
                "VideoCrafter / DynamiCrafter repositories do (same video from the same weights); 'clean': it lands "
                "on the clean sample (abar = 1, scale undone)",
 })
+
+
+def check_size(width: int, height: int, multiple: int = 64) -> None:
+    if width % multiple or height % multiple or width < multiple or height < multiple:
+        raise ValueError(
+            f"width and height must be positive multiples of {multiple}, got {width}x{height} "
+            f"(put an Image Scale node before, or pick e.g. 512x320, 576x320, 1280x720)"
+        )
+
 
 
 def _common_inputs(steps: int, frames: bool = True) -> dict:
@@ -40,7 +48,7 @@ def _common_inputs(steps: int, frames: bool = True) -> dict:
     if frames:
         inputs["frames"] = ("INT", {"default": 24, "min": 1, "max": 256})
     inputs["fps"] = ("INT", {"default": 8, "min": 1, "max": 60, "tooltip": "frame-rate / frame-stride condition"})
-    inputs["sampler"] = (SAMPLERS, {"default": "dpmpp_2m"})
+    inputs["sampler"] = (list(SAMPLERS), {"default": "dpmpp_2m"})
     return inputs
 
 
@@ -87,8 +95,11 @@ class UniVGAnimationSampler:
         inputs = _common_inputs(50)
         inputs["vae"] = ("VAE",)
         inputs["image"] = ("IMAGE", {"tooltip": "the first frame; width and height multiples of 64"})
-        inputs["bgn_t_m"] = ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "-1: the model's (600)"})
-        inputs["bgn_t_n"] = ("INT", {"default": -1, "min": -1, "max": 999, "tooltip": "-1: the model's (990)"})
+        inputs["bgn_t_n"] = ("INT", {
+            "default": -1, "min": -1, "max": 999,
+            "tooltip": f"where sampling starts (BGN t_n: the first frame's forward process at this timestep); "
+                       f"-1: the model's ({bgn.ANIMATION_WINDOW[1]} for UniVG F_A)",
+        })
         return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP}}
 
     RETURN_TYPES = ("LATENT",)
@@ -97,7 +108,7 @@ class UniVGAnimationSampler:
     DESCRIPTION = "UniVG animation model F_A: the output's first frame is the input image."
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
-               bgn_t_m, bgn_t_n, ddim_final_step="original"):
+               bgn_t_n, ddim_final_step="original"):
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         height, width = image.shape[1], image.shape[2]
@@ -109,14 +120,13 @@ class UniVGAnimationSampler:
                 f"model ({2 * inner.latent_channels} channels: DynamiCrafter or UniVG F_A)"
             )
         config = inner.config
-        t_m = bgn_t_m if bgn_t_m >= 0 else (config.bgn_t_m if config.bgn_t_m is not None else 600)
-        t_n = bgn_t_n if bgn_t_n >= 0 else (config.bgn_t_n if config.bgn_t_n is not None else 990)
+        t_n = bgn_t_n if bgn_t_n >= 0 else (config.bgn_t_n if config.bgn_t_n is not None else bgn.ANIMATION_WINDOW[1])
         first = pixels_to_model_latent(vae, image[:1], inner).to(device)[:, :, 0]
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device)
         alphas_cumprod, scale_arr = inner.schedule_tensors()
         with torch.no_grad():
             video = pipelines.animate(
-                denoise, first, frames, alphas_cumprod, config.prediction, steps=steps, t_m=t_m, t_n=t_n,
+                denoise, first, frames, alphas_cumprod, config.prediction, steps=steps, t_n=t_n,
                 sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr, callback=progress(steps),
                 final_step=ddim_final_step,
             )
@@ -139,7 +149,7 @@ class UniVGUpscaler:
                 "height": ("INT", {"default": 720, "min": 64, "max": 4096, "step": 64}),
                 "strength": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01,
                                        "tooltip": "where sampling starts: t_n = strength x 1000 (BGN); -1: the "
-                                                  "model's t_n (0.7 for a model without one)"}),
+                                                  "model's t_n (700 / 1000 for a model without one)"}),
                 "steps": ("INT", {"default": 7, "min": 1, "max": 1000}),
                 "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
                 "fps": ("INT", {"default": 8, "min": 1, "max": 60}),
@@ -170,35 +180,23 @@ class UniVGUpscaler:
         elif strength < 0.01:
             raise ValueError(f"strength must be -1 (the model's BGN t_n) or in [0.01, 1], got {strength}")
         if images is None:
-            images = decode_frames(vae, latent["samples"])
+            images = decode_latents(vae, latent["samples"])
         inner, device = load_to_device(model)
         if inner.is_animation:
             raise ValueError("this is an animation model; the upscaler needs a text-only super-resolution model")
         if strength < 0:
-            timesteps = inner.config.schedule.timesteps
-            strength = inner.config.bgn_t_n / timesteps if inner.config.bgn_t_n is not None else 0.7
-        pixels = images[..., :3].movedim(-1, 1) * 2 - 1
-        upsampled = pipelines.upsample_frames(pixels, height, width)
-        condition = pixels_to_model_latent(vae, ((upsampled + 1) / 2).clamp(0, 1).movedim(1, -1), inner).to(device)
-        del upsampled
+            t_n = inner.config.bgn_t_n if inner.config.bgn_t_n is not None else bgn.SUPER_RESOLUTION_WINDOW[1]
+            strength = t_n / inner.config.schedule.timesteps
         denoise = guided_denoiser(inner, positive, negative, text_weight, 0.0, fps, device, use_image=False)
         alphas_cumprod, _ = inner.schedule_tensors()
         tile_w = tile_size // 8
         tile_h = max(8, (tile_w * 5 // 8) // 8 * 8)
         with torch.no_grad():
-            video = pipelines.super_resolve_latents(
-                denoise, condition, alphas_cumprod, inner.config.prediction, strength=strength, steps=steps,
-                generator=seeded_generator(seed), tile=(tile_frames, tile_h, tile_w),
-                overlap=(min(4, tile_frames // 4), min(8, tile_h // 4)), callback=progress(steps),
+            video = pipelines.super_resolve(
+                denoise, model_space_encoder(vae, inner, device), None, images[..., :3].movedim(-1, 1) * 2 - 1,
+                alphas_cumprod, inner.config.prediction, height=height, width=width, vae_chunk=4,
+                before_each_chunk=check_interrupt, strength=strength, steps=steps, generator=seeded_generator(seed),
+                tile=(tile_frames, tile_h, tile_w), overlap=(min(4, tile_frames // 4), min(8, tile_h // 4)),
+                callback=progress(steps),
             )
         return (to_latent_output(video, inner),)
-
-
-def decode_frames(vae, samples: torch.Tensor, chunk: int = 4) -> torch.Tensor:
-    """LATENT samples [T, C, h, w] -> IMAGE [T, H, W, 3], `chunk` frames per VAE call."""
-    parts = []
-    for start in range(0, samples.shape[0], chunk):
-        check_interrupt()
-        parts.append(vae.decode(samples[start : start + chunk]).float())
-    images = torch.cat(parts)
-    return images.reshape(-1, *images.shape[-3:])

@@ -3,19 +3,8 @@ interrupt. IMAGE batches are frames; LATENT samples are [frames, C, h, w]."""
 
 from __future__ import annotations
 
-import torch
-
-import comfy.utils
-
-from .sampling import check_interrupt
-
-
-def _chunks(total: int, size: int):
-    bar = comfy.utils.ProgressBar(total)
-    for start in range(0, total, size):
-        check_interrupt()
-        yield slice(start, min(total, start + size))
-        bar.update_absolute(min(total, start + size), total)
+from .latents import decode_latents, encode_images
+from .progress import chunk_progress
 
 
 class UniVGVAEDecode:
@@ -41,8 +30,7 @@ class UniVGVAEDecode:
         latents = samples["samples"]
         if latents.ndim != 4:
             raise ValueError(f"expected LATENT frames [T, C, h, w], got {list(latents.shape)}")
-        images = torch.cat([vae.decode(latents[part]).float() for part in _chunks(latents.shape[0], frames_per_chunk)])
-        images = images.reshape(-1, *images.shape[-3:])
+        images = decode_latents(vae, latents, frames_per_chunk, chunk_progress(latents.shape[0]))
         first = samples.get("univg_first_frame")
         if keep_first_frame and first is not None and tuple(first.shape[1:3]) == tuple(images.shape[1:3]):
             images[0] = first[0, :, :, :3].to(images)
@@ -70,5 +58,4 @@ class UniVGVAEEncode:
         height, width = images.shape[1], images.shape[2]
         if height % 8 or width % 8:
             raise ValueError(f"image size must be a multiple of 8, got {width}x{height}: add an Image Scale node")
-        latents = [vae.encode(images[part, :, :, :3]).float() for part in _chunks(images.shape[0], frames_per_chunk)]
-        return ({"samples": torch.cat(latents)},)
+        return ({"samples": encode_images(vae, images, frames_per_chunk, chunk_progress(images.shape[0]))},)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from conftest import tiny_models
 from univg_core.diffusion import pipelines
+from univg_core.video import upsample_frames
 from univg_core.diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from univg_core.diffusion.schedule import alphas_cumprod_for
 
@@ -148,8 +149,15 @@ def test_pipeline_bad_inputs():
     with pytest.raises(ValueError, match="strength"):
         pipelines.super_resolve_latents(zero, torch.zeros(1, 4, 2, 8, 8), ac, "v", strength=1.5)
     with pytest.raises(ValueError, match="multiples of 8"):
-        pipelines.super_resolve(zero, pooled_encoder, nearest_decoder, torch.zeros(2, 3, 12, 16), ac, "v")
+        pipelines.super_resolve(zero, pooled_encoder, nearest_decoder, torch.zeros(2, 3, 16, 16), ac, "v",
+                                height=60, width=64)
+    with pytest.raises(ValueError, match=r"\[T, 3, H, W\]"):
+        pipelines.super_resolve(zero, pooled_encoder, nearest_decoder, torch.zeros(2, 4, 16, 16), ac, "v")
+    # low-resolution frames of any size are upsampled to the (multiple of 8) target
+    odd = pipelines.super_resolve(zero, pooled_encoder, None, torch.zeros(2, 3, 12, 13), ac, "v", height=32, width=32,
+                                  steps=2, tile=None)
+    assert odd.shape == (1, 4, 2, 4, 4)
     with pytest.raises(ValueError, match="multiples of 8"):
-        pipelines.upsample_frames(torch.zeros(2, 3, 16, 16), 100, 64)
+        upsample_frames(torch.zeros(2, 3, 16, 16), 100, 64)
     with pytest.raises(ValueError, match="sampler must be one of"):
         pipelines.generate(zero, (1, 4, 2, 8, 8), ac, "eps", sampler="euler")

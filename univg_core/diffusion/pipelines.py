@@ -17,6 +17,7 @@ import torch
 
 from . import bgn
 from .samplers import Callback, Denoiser, make_timesteps, sample
+from ..video import check_pixel_video, in_chunks, upsample_frames
 from .schedule import offset_noise, q_sample
 
 Codec = Callable[[torch.Tensor], torch.Tensor]
@@ -191,33 +192,17 @@ def tiled(
 # ------------------------------------------------------------------ pixels <-> latents
 
 
-def _check_pixel_video(frames: torch.Tensor) -> None:
-    if frames.ndim != 4 or frames.shape[1] != 3:
-        raise ValueError(f"pixel video must be [T, 3, H, W], got {list(frames.shape)}")
-    if frames.shape[2] % 8 or frames.shape[3] % 8:
-        raise ValueError(f"pixel height and width must be multiples of 8, got {frames.shape[2]}x{frames.shape[3]}")
-
-
-def encode_frames(encode: Codec, frames: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+def encode_frames(encode: Codec, frames: torch.Tensor, chunk: int = 4,
+                  before_each: Optional[Callable[[], None]] = None) -> torch.Tensor:
     """[T, 3, H, W] pixels -> [1, C, T, H/8, W/8] latents, `chunk` frames per encoder call."""
-    _check_pixel_video(frames)
-    latents = [encode(frames[i : i + chunk]) for i in range(0, frames.shape[0], chunk)]
-    return torch.cat(latents).transpose(0, 1).unsqueeze(0)
+    check_pixel_video(frames)
+    return in_chunks(encode, frames, chunk, before_each).transpose(0, 1).unsqueeze(0)
 
 
 def decode_frames(decode: Codec, latents: torch.Tensor, chunk: int = 4) -> torch.Tensor:
     """[1, C, T, h, w] latents -> [T, 3, 8h, 8w] pixels, `chunk` frames per decoder call."""
     _check_latent_shape(latents.shape)
-    per_frame = latents[0].transpose(0, 1)
-    return torch.cat([decode(per_frame[i : i + chunk]) for i in range(0, per_frame.shape[0], chunk)])
-
-
-def upsample_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    import kornia
-
-    if height % 8 or width % 8 or height < 8 or width < 8:
-        raise ValueError(f"target size must be positive multiples of 8, got {height}x{width}")
-    return kornia.geometry.transform.resize(frames, (height, width), interpolation="bicubic", antialias=True)
+    return in_chunks(decode, latents[0].transpose(0, 1), chunk)
 
 
 def super_resolve_latents(
@@ -251,19 +236,22 @@ def super_resolve_latents(
 def super_resolve(
     denoise: Denoiser,
     encode: Codec,
-    decode: Codec,
+    decode: Optional[Codec],
     frames: torch.Tensor,
     alphas_cumprod: torch.Tensor,
     prediction: str,
     height: int = 720,
     width: int = 1280,
     vae_chunk: int = 2,
+    before_each_chunk: Optional[Callable[[], None]] = None,
     **options,
 ) -> torch.Tensor:
-    """[T, 3, h, w] low-resolution pixels -> [T, 3, height, width]."""
-    _check_pixel_video(frames)
+    """[T, 3, h, w] low-resolution pixels -> [T, 3, height, width] pixels, or with `decode`
+    None the [1, C, T, height/8, width/8] latents (what a ComfyUI LATENT output needs). The
+    low-resolution frames may have any size: only the upsampled ones meet the VAE."""
+    check_pixel_video(frames, multiple_of_8=False)
     upsampled = upsample_frames(frames, height, width)
-    condition = encode_frames(encode, upsampled, vae_chunk)
+    condition = encode_frames(encode, upsampled, vae_chunk, before_each_chunk)
     del upsampled
     result = super_resolve_latents(denoise, condition, alphas_cumprod, prediction, **options)
-    return decode_frames(decode, result, vae_chunk)
+    return result if decode is None else decode_frames(decode, result, vae_chunk)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..diffusion.pipelines import upsample_frames
+from ..video import upsample_frames
 
 
 @dataclass(frozen=True)
