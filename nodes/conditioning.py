@@ -16,6 +16,7 @@ IMAGE_TOKENS = "univg_image_tokens"
 NULL_IMAGE_TOKENS = "univg_null_image_tokens"
 
 
+@torch.no_grad()  # the tokens are kept (null-image cache, conditioning): never with a graph of the tower's weights
 def encode_image_tokens(clip_vision, images: torch.Tensor, preprocess: str = "original") -> torch.Tensor:
     """IMAGE [N, H, W, 3] in [0, 1] -> [N, 257, 1280]: every token of the last layer before
     ln_post, from a 224x224 resize without crop. "original" is DynamiCrafter's / VideoCrafter1-I2V's

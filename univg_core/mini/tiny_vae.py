@@ -1,0 +1,73 @@
+"""UniVG Mini's VAE: a tiny convolutional autoencoder (8x down, 4 latent channels) in the
+key layout of TAESD (`taesd_encoder.N.*`, `taesd_decoder.N.*`), which ComfyUI's own
+`comfy.sd.VAE` recognises and loads from the checkpoint file.
+
+The encoder takes pixels in [0, 1] and gives raw latents; the decoder turns latents back
+into pixels in [0, 1] (ComfyUI maps its [-1, 1] convention on both sides). Module indices
+follow the layout: convolutions, residual blocks (three 3x3 convolutions with ReLU and a
+ReLU after the skip sum), stride-2 convolutions to go down, nearest upsampling to go up,
+and a soft clamp (3 tanh(x / 3)) before decoding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+WIDTH = 64
+LATENT_CHANNELS = 4
+DOWNSAMPLE = 8
+
+
+def _conv(n_in: int, n_out: int, **options) -> nn.Conv2d:
+    return nn.Conv2d(n_in, n_out, 3, padding=1, **options)
+
+
+class SoftClamp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x / 3) * 3
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Sequential(_conv(width, width), nn.ReLU(), _conv(width, width), nn.ReLU(), _conv(width, width))
+        self.skip = nn.Identity()
+        self.fuse = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(self.conv(x) + self.skip(x))
+
+
+def make_encoder(latent_channels: int = LATENT_CHANNELS, width: int = WIDTH) -> nn.Sequential:
+    layers: list[nn.Module] = [_conv(3, width), ResidualBlock(width)]
+    for _ in range(3):  # three halvings: 8x
+        layers += [_conv(width, width, stride=2, bias=False)] + [ResidualBlock(width) for _ in range(3)]
+    return nn.Sequential(*layers, _conv(width, latent_channels))
+
+
+def make_decoder(latent_channels: int = LATENT_CHANNELS, width: int = WIDTH) -> nn.Sequential:
+    layers: list[nn.Module] = [SoftClamp(), _conv(latent_channels, width), nn.ReLU()]
+    for _ in range(3):
+        layers += [ResidualBlock(width) for _ in range(3)] + [nn.Upsample(scale_factor=2), _conv(width, width, bias=False)]
+    return nn.Sequential(*layers, ResidualBlock(width), _conv(width, 3))
+
+
+class TinyVAE(nn.Module):
+    """encode: [N, 3, H, W] in [0, 1] -> [N, 4, H/8, W/8]; decode: the way back."""
+
+    def __init__(self, latent_channels: int = LATENT_CHANNELS):
+        super().__init__()
+        self.taesd_encoder = make_encoder(latent_channels)
+        self.taesd_decoder = make_decoder(latent_channels)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.ndim != 4 or pixels.shape[1] != 3 or pixels.shape[2] % DOWNSAMPLE or pixels.shape[3] % DOWNSAMPLE:
+            raise ValueError(f"expected pixels [N, 3, H, W] with H, W multiples of {DOWNSAMPLE}, got {list(pixels.shape)}")
+        return self.taesd_encoder(pixels)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.taesd_decoder(latents)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(pixels))

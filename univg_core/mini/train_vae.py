@@ -1,0 +1,77 @@
+"""Train UniVG Mini's VAE on frames of the procedural world (rendered on the fly, seeded), and
+measure it: reconstruction PSNR on held-out frames of other seeds."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .tiny_vae import TinyVAE
+from .world import make_specs, render
+
+HELDOUT_SEED = 100_000
+
+
+@dataclass
+class VAETrainOptions:
+    steps: int = 2000
+    batch_size: int = 8
+    crop: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    frame_size: int = 64
+    pool_clips: int = 600  # clips rendered once and sampled from
+    log_every: int = 100
+
+
+def render_pool(count: int, seed: int, size: int, frames: int = 8) -> torch.Tensor:
+    """Every frame of `count` world clips as [N, 3, size, size] floats in [0, 1]."""
+    clips = [render(spec, size) for spec in make_specs(count, seed, frames)]
+    return torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 255
+
+
+def _batch(pool: torch.Tensor, options: VAETrainOptions, generator: torch.Generator) -> torch.Tensor:
+    index = torch.randint(len(pool), (options.batch_size,), generator=generator)
+    top, left = torch.randint(pool.shape[-1] - options.crop + 1, (2, options.batch_size), generator=generator)
+    crops = [pool[i, :, y : y + options.crop, x : x + options.crop] for i, y, x in zip(index, top, left)]
+    return torch.stack(crops)
+
+
+def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB for images in [0, 1] (inf when they are equal)."""
+    mse = float(((reconstruction.clamp(0, 1) - target) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
+
+
+@torch.no_grad()
+def heldout_psnr(vae: TinyVAE, clips: int = 40, size: int = 64) -> float:
+    frames = render_pool(clips, HELDOUT_SEED, size)
+    reconstruction = torch.cat([vae(frames[i : i + 32]) for i in range(0, len(frames), 32)])
+    return psnr(reconstruction, frames)
+
+
+def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = print) -> TinyVAE:
+    torch.manual_seed(options.seed)
+    generator = torch.Generator().manual_seed(options.seed)
+    vae = TinyVAE()
+    pool = render_pool(options.pool_clips, options.seed, options.frame_size)
+    optimiser = torch.optim.Adam(vae.parameters(), lr=options.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, options.lr, total_steps=options.steps, pct_start=0.05)
+    start = time.time()
+    for step in range(1, options.steps + 1):
+        batch = _batch(pool, options, generator)
+        reconstruction = vae(batch)
+        loss = (reconstruction - batch).abs().mean() + ((reconstruction - batch) ** 2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if log and (step % options.log_every == 0 or step == options.steps):
+            log(f"vae step {step}/{options.steps}: loss {loss.item():.4f}, batch PSNR "
+                f"{psnr(reconstruction.detach(), batch):.1f} dB, {time.time() - start:.0f} s")
+    return vae.eval()
