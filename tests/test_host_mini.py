@@ -1,4 +1,4 @@
-"""UniVG Mini's parts that ComfyUI must load as its own: the VAE (TAESD layout)."""
+"""UniVG Mini's parts that ComfyUI must load as its own: the VAE (TAESD layout), the text and vision towers."""
 
 from __future__ import annotations
 
@@ -31,3 +31,34 @@ def test_comfyui_loads_the_mini_vae_as_its_own_and_computes_the_same(host):
         expected = vae.decode(ours).clamp(0, 1).movedim(1, -1)
     torch.testing.assert_close(images.reshape(expected.shape).float(), expected, rtol=1e-4, atol=1e-4)
     assert latents.shape == (2, 4, 8, 8)
+
+
+def test_comfyuis_core_loaders_read_the_mini_towers_and_encode_as_training_does(host):
+    """Core CLIPLoader (stable_diffusion) and CLIPVisionLoader read the files `write_towers`
+    makes, and give what training's towers give: the trained UNets see the same tokens at
+    inference as in training."""
+    from univg_core.mini import towers
+    from univg_core.training.clip_towers import load_text_tower, load_vision_tower, tokenize
+
+    text_path, vision_path = towers.write_towers(host.base / "models" / "text_encoders", host.base / "models" / "clip_vision")
+    mappings = host.nodes.NODE_CLASS_MAPPINGS
+    (clip,) = mappings["CLIPLoader"]().load_clip(text_path.name, "stable_diffusion")
+    caption = "a green triangle moving up on a light background"
+    with torch.no_grad():
+        theirs = clip.encode_from_tokens(clip.tokenize(caption)).float()
+        ours = load_text_tower({"model." + k: v for k, v in towers.text_tower().items()})(tokenize([caption]))
+    assert theirs.shape == ours.shape == (1, 77, 1024)
+    torch.testing.assert_close(theirs, ours, rtol=2e-2, atol=2e-2)
+    del clip
+    (clip_vision,) = mappings["CLIPVisionLoader"]().load_clip(vision_path.name)
+    images = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = clip_vision.encode_image(images, crop=False)["last_hidden_state"].float()
+        vision = load_vision_tower({"model." + k: v for k, v in towers.vision_tower().items()})
+        ours = vision(images.movedim(-1, 1), preprocess="comfyui")
+    assert theirs.shape == ours.shape == (1, 257, 1280)
+    torch.testing.assert_close(theirs, ours, rtol=2e-2, atol=2e-2)
+    # a second call finds the same weights on disk and keeps the files
+    before = text_path.stat().st_mtime_ns
+    towers.write_towers(text_path.parent, vision_path.parent)
+    assert text_path.stat().st_mtime_ns == before

@@ -32,6 +32,8 @@ class ResidualBlock(nn.Module):
     def __init__(self, width: int):
         super().__init__()
         self.conv = nn.Sequential(_conv(width, width), nn.ReLU(), _conv(width, width), nn.ReLU(), _conv(width, width))
+        nn.init.zeros_(self.conv[4].weight)  # each block starts as the identity: a deep stack trains from the start
+        nn.init.zeros_(self.conv[4].bias)
         self.skip = nn.Identity()
         self.fuse = nn.ReLU()
 

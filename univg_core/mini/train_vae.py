@@ -22,7 +22,8 @@ class VAETrainOptions:
     steps: int = 2000
     batch_size: int = 8
     crop: int = 32
-    lr: float = 1e-3
+    lr: float = 5e-4
+    clip_grad: float = 1.0
     seed: int = 0
     frame_size: int = 64
     pool_clips: int = 600  # clips rendered once and sampled from
@@ -69,6 +70,7 @@ def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = p
         loss = (reconstruction - batch).abs().mean() + ((reconstruction - batch) ** 2).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), options.clip_grad)  # one bad batch must not kill the ReLUs
         optimiser.step()
         schedule.step()
         if log and (step % options.log_every == 0 or step == options.steps):

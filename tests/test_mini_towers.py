@@ -1,0 +1,68 @@
+"""UniVG Mini's fixed random text and vision towers: rebuilt bit for bit from the seed, and
+able to tell the world's captions apart (the trained UNets read them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from univg_core.mini import towers
+from univg_core.training.clip_towers import load_text_tower, load_vision_tower, tokenize
+
+# sha256 of every tensor's name, shape, dtype and fp16 bytes; the trained UNets depend on these
+TEXT_CHECKSUM = "fd0343f0f87f30b60e7b9cebb4cfa5fa75b6a643ae978a15abc860d8359916a5"
+VISION_CHECKSUM = "70c0c325f3738bd4bb1e5ecbac0c94dcad0b31b69b52fa0303a7ca75db3fb704"
+
+
+def test_the_raw_stream_and_its_floats_are_pinned():
+    seed_sequence = np.random.SeedSequence([1, 2])
+    raw = np.random.PCG64(seed_sequence).random_raw(3)
+    assert raw.tolist() == [8271799387826207682, 7948369750201702571, 7747616451078592673]
+    values = towers.uniform_with_std(3, 1 / 3**0.5, np.random.SeedSequence([1, 2]))
+    # the top 24 bits of each raw value, scaled exactly into [-1, 1)
+    expected = [(int(r) >> 40) / 2**23 - 1 for r in raw]
+    assert values.dtype == np.float32 and values.tolist() == expected
+
+
+def test_towers_rebuild_bit_for_bit():
+    text = towers.text_tower()
+    assert towers.tower_checksum(text) == TEXT_CHECKSUM
+    assert sum(t.numel() for t in text.values()) == 354_032_640
+    assert text["token_embedding.weight"].float().std().item() == pytest.approx(0.02, rel=0.01)
+    del text
+    vision = towers.vision_tower()
+    assert towers.tower_checksum(vision) == VISION_CHECKSUM
+    assert sum(t.numel() for t in vision.values()) == 632_076_800
+    assert set(vision) == set(towers.vision_tower_shapes())
+
+
+def test_a_changed_seed_or_weight_changes_the_checksum():
+    shapes = {"transformer.resblocks.0.mlp.c_fc.weight": (8, 4), "ln_final.weight": (4,)}
+    first = towers.build_tower(shapes, layers=1, seed=1)
+    assert towers.tower_checksum(first) == towers.tower_checksum(towers.build_tower(shapes, layers=1, seed=1))
+    assert towers.tower_checksum(first) != towers.tower_checksum(towers.build_tower(shapes, layers=1, seed=2))
+    first["ln_final.weight"][0] = 2
+    assert towers.tower_checksum(first) != towers.tower_checksum(towers.build_tower(shapes, layers=1, seed=1))
+
+
+@torch.no_grad()
+def test_the_random_towers_tell_the_worlds_conditions_apart():
+    text = load_text_tower({"model." + k: v for k, v in towers.text_tower().items()})
+    captions = ["a red circle moving right on a dark background", "a blue circle moving right on a dark background",
+                "a red square moving left on a dark background", ""]
+    tokens = text(tokenize(captions))
+    # one changed word changes every token from it on by a good fraction of their size
+    change = (tokens[0] - tokens[1]).norm(dim=-1) / tokens[0].norm(dim=-1)
+    assert change[:2].max() == 0 and change[2:12].min() > 0.2, change[:12]
+    assert (tokens[0] - tokens[2]).norm() / tokens[0].norm() > 0.2
+    del text
+    vision = load_vision_tower({"model." + k: v for k, v in towers.vision_tower().items()})
+    red, blue = torch.zeros(2, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    red[0, 0, 20:40, 20:40] = 1
+    red[1, 0, 20:40, 24:44] = 1  # the same object a little to the right
+    blue[0, 2, 20:40, 20:40] = 1
+    features = vision(torch.cat([red, blue]))
+    moved = (features[0] - features[1]).norm() / features[0].norm()
+    recoloured = (features[0] - features[2]).norm() / features[0].norm()
+    assert moved > 0.01 and recoloured > 0.01, (moved, recoloured)
