@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoints import LoadedCheckpoint
 from .clip_towers import TextTower, VisionTower, load_text_tower, load_vision_tower, tokenize
-from .vae_encoder import VAEEncoder, load_vae_encoder
+from .vae_encoder import load_vae_encoder
 from .data import ClipRecord, DataError, read_video
 from .degrade import degrade
 
@@ -30,9 +30,10 @@ NULL_FILE = "null.pt"
 
 @dataclass
 class Encoders:
-    vae: VAEEncoder
+    vae: torch.nn.Module  # VAEEncoder or TinyVAEEncoder
     text: TextTower
     vision: Optional[VisionTower]
+    caption_memo: dict = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         digest = hashlib.sha1(b"clip image preprocessing: original")  # caches made before it was the default differ
@@ -44,21 +45,41 @@ class Encoders:
         return digest.hexdigest()[:16]
 
 
-def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device="cpu", dtype=torch.float32) -> Encoders:
+def _tower_file(path: str, what: str) -> dict:
+    """A text or vision tower in OpenCLIP's own layout (what ComfyUI's CLIPLoader and
+    CLIPVisionLoader read), keyed as inside an lvdm checkpoint's encoder prefix."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path)
+    except Exception as error:
+        raise DataError(f"{path}: cannot read the {what} file ({error})") from None
+    return {"model." + key: value for key, value in state.items()}
+
+
+def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device="cpu", dtype=torch.float32,
+                             text_file: Optional[str] = None, vision_file: Optional[str] = None) -> Encoders:
+    """The checkpoint's own VAE, text and vision towers; `text_file` / `vision_file` supply
+    towers that live in their own files (UniVG Mini's), in place of the checkpoint's."""
     name = loaded.path
+    text_state = _tower_file(text_file, "text encoder") if text_file else loaded.text_encoder_state_dict
+    vision_state = _tower_file(vision_file, "CLIP vision") if vision_file else loaded.image_encoder_state_dict
     if not loaded.vae_state_dict:
         raise DataError(f"{name}: no VAE (first_stage_model.*) in the file; training encodes clips with the checkpoint's own VAE")
-    if not loaded.text_encoder_state_dict:
-        raise DataError(f"{name}: no text encoder (cond_stage_model.*) in the file; training needs it for the captions")
-    if need_vision and not loaded.image_encoder_state_dict:
+    if not text_state:
+        raise DataError(
+            f"{name}: no text encoder (cond_stage_model.*) in the file; training needs it for the captions "
+            "(or give its own file with --text-encoder)"
+        )
+    if need_vision and not vision_state:
         raise DataError(
             f"{name}: the model has an image branch but the file has no CLIP vision tower (embedder.*) to make its "
-            "image tokens"
+            "image tokens (or give its own file with --image-encoder)"
         )
     return Encoders(
         vae=load_vae_encoder(loaded.vae_state_dict, loaded.config.schedule.scale_factor, dtype, device),
-        text=load_text_tower(loaded.text_encoder_state_dict, dtype, device),
-        vision=load_vision_tower(loaded.image_encoder_state_dict, dtype, device) if need_vision else None,
+        text=load_text_tower(text_state, dtype, device),
+        vision=load_vision_tower(vision_state, dtype, device) if need_vision else None,
     )
 
 
@@ -85,9 +106,9 @@ def window_starts(length: int, frames: int, stride: int) -> list[int]:
     return list(range(0, length - frames + 1, stride))
 
 
-def _encode_latents(vae: VAEEncoder, video: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+def _encode_latents(vae: torch.nn.Module, video: torch.Tensor, chunk: int = 4) -> torch.Tensor:
     """[T, 3, H, W] -> [C, T, h, w] (fp16 on disk)."""
-    device = vae.quant_conv.weight.device
+    device = next(vae.parameters()).device
     parts = [vae(video[i : i + chunk].to(device)).cpu() for i in range(0, video.shape[0], chunk)]
     return torch.cat(parts).transpose(0, 1).half().contiguous()
 
@@ -96,6 +117,14 @@ def _save(obj: dict, path: Path) -> None:
     partial = path.with_name(path.name + ".partial")
     torch.save(obj, partial)
     os.replace(partial, path)  # a crash never leaves a half-written cache file
+
+
+def _caption_tokens(encoders: Encoders, caption: str) -> torch.Tensor:
+    # datasets repeat captions (UniVG Mini's world has 225): each is encoded once per build
+    if caption not in encoders.caption_memo:
+        device = encoders.text.positional_embedding.device
+        encoders.caption_memo[caption] = encoders.text(tokenize([caption]).to(device))[0].half().cpu()
+    return encoders.caption_memo[caption]
 
 
 def encode_clip(record: ClipRecord, encoders: Encoders, spec: CacheSpec, key: str) -> dict:
@@ -107,7 +136,7 @@ def encode_clip(record: ClipRecord, encoders: Encoders, spec: CacheSpec, key: st
         "source": str(record.path),
         "fps": rate,
         "latents": _encode_latents(encoders.vae, video),
-        "text": encoders.text(tokenize([record.caption]).to(device))[0].half().cpu(),
+        "text": _caption_tokens(encoders, record.caption),
     }
     if spec.lowres:
         generator = torch.Generator().manual_seed(int(key, 16) % (2**63))

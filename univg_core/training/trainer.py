@@ -54,6 +54,12 @@ class TrainOptions:
     init: str = field(metadata={"help": "checkpoint to start from (.ckpt or .safetensors, with its VAE and CLIP)"})
     data: str = field(metadata={"help": "folder of clips (mp4/webm/...) with <clip>.txt captions or captions.csv"})
     out: str = field(metadata={"help": "the .safetensors to write (its resumable state goes to OUT.state.pt)"})
+    text_encoder: Optional[str] = _option(
+        None, "text tower in its own file (OpenCLIP layout, as ComfyUI's CLIPLoader reads); default: the --init file's"
+    )
+    image_encoder: Optional[str] = _option(
+        None, "CLIP vision tower in its own file (OpenCLIP layout, visual.*); default: the --init file's"
+    )
     frames: int = _option(16, "frames per training clip (8-24 typical)")
     height: int = _option(320, "pixels")
     width: int = _option(512, "pixels")
@@ -319,7 +325,8 @@ def _prepare_data(options, loaded, spec, world, use_image, log) -> CachedClips:
     if world.is_main:
         try:
             records = find_clips(options.data)
-            encoders = encoders_from_checkpoint(loaded, use_image, device=world.device)
+            encoders = encoders_from_checkpoint(loaded, use_image, device=world.device, text_file=options.text_encoder,
+                                                vision_file=options.image_encoder)
             check_text_width(loaded, encoders.text.config.width)
             outcome = [str(p) for p in build_cache(records, encoders, spec_cache, cache_dir, log)]
             del encoders

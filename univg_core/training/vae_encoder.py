@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..mini.tiny_vae import DOWNSAMPLE, make_encoder
+
 
 class VAEError(ValueError):
     pass
@@ -146,9 +148,44 @@ def infer_encoder_config(state: dict) -> EncoderConfig:
     return EncoderConfig(ch=ch, ch_mult=ch_mult, num_res_blocks=len(blocks), z_channels=state["quant_conv.weight"].shape[0] // 2)
 
 
-def load_vae_encoder(state: dict, scale_factor: float = 0.18215, dtype=torch.float32, device="cpu") -> VAEEncoder:
-    """Build the encoder from a `first_stage_model.*` state dict (prefix stripped); the decoder
-    keys are ignored, every encoder key must be present with its shape."""
+class TinyVAEEncoder(nn.Module):
+    """UniVG Mini's VAE (TAESD layout, `taesd_encoder.*`): frames in [-1, 1] -> latents x scale_factor,
+    as the nodes see them after ComfyUI's TAESD encode."""
+
+    def __init__(self, latent_channels: int, scale_factor: float):
+        super().__init__()
+        self.scale_factor = scale_factor
+        self.taesd_encoder = make_encoder(latent_channels)
+
+    @torch.no_grad()
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[2] % DOWNSAMPLE or frames.shape[3] % DOWNSAMPLE:
+            raise VAEError(
+                f"the VAE encoder takes [N, 3, H, W] frames with H and W multiples of {DOWNSAMPLE}, got {list(frames.shape)}"
+            )
+        dtype = next(self.parameters()).dtype
+        return (self.taesd_encoder((frames.to(dtype) + 1) / 2) * self.scale_factor).float()
+
+
+def _load_tiny_vae_encoder(state: dict, scale_factor: float) -> TinyVAEEncoder:
+    wanted = {k: v for k, v in state.items() if k.startswith("taesd_encoder.")}
+    model = TinyVAEEncoder(wanted[TAESD_LATENT_KEY].shape[0], scale_factor)
+    try:
+        model.load_state_dict(wanted, strict=True)
+    except RuntimeError as error:
+        raise VAEError(f"VAE encoder weights do not match the TAESD layout of UniVG Mini: {error}") from None
+    return model
+
+
+TAESD_LATENT_KEY = "taesd_encoder.14.weight"  # the last convolution: latent channels x width
+
+
+def load_vae_encoder(state: dict, scale_factor: float = 0.18215, dtype=torch.float32, device="cpu") -> nn.Module:
+    """Build the encoder from a `first_stage_model.*` state dict (prefix stripped): the LDM
+    KL-VAE of the lvdm checkpoints, or UniVG Mini's TAESD-layout VAE. The decoder keys are
+    ignored, every encoder key must be present with its shape."""
+    if TAESD_LATENT_KEY in state:
+        return _load_tiny_vae_encoder(state, scale_factor).to(device=device, dtype=dtype).eval().requires_grad_(False)
     config = infer_encoder_config(state)
     model = VAEEncoder(config, scale_factor)
     wanted = {k: v for k, v in state.items() if k.startswith("encoder.") or k.startswith("quant_conv.")}

@@ -1,0 +1,102 @@
+"""The training path UniVG Mini takes: its TAESD-layout VAE inside the init file, the text and
+vision towers in their own files (OpenCLIP layout, as ComfyUI's loaders read them), its model
+configuration and starting checkpoint. Tiny sizes; the real run is python -m univg_core.cli.train_mini."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from univg_core.checkpoints import VAE_PREFIX, load_checkpoint, save_checkpoint
+from univg_core.mini import models
+from univg_core.mini.tiny_vae import TinyVAE
+from univg_core.training.cache import CachedClips
+from univg_core.training.data import DataError
+from univg_core.training.trainer import TrainOptions, train
+from univg_core.training.vae_encoder import VAEError, load_vae_encoder
+
+from conftest import randomize_, tiny_models
+from training_fixtures import TEXT_PREFIX, tiny_encoder_states, write_dataset
+
+QUIET = lambda message: None  # noqa: E731
+
+
+def test_training_encodes_with_the_mini_vae_as_comfyui_does():
+    vae = randomize_(TinyVAE(), seed=3).eval()
+    encoder = load_vae_encoder(vae.state_dict(), scale_factor=0.5)
+    frames = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        expected = vae.encode((frames + 1) / 2) * 0.5  # ComfyUI's TAESD encode maps [-1, 1] to [0, 1] the same way
+    torch.testing.assert_close(encoder(frames), expected)
+    state = {k: v for k, v in vae.state_dict().items() if k != "taesd_encoder.2.weight"}
+    with pytest.raises(VAEError, match="TAESD layout of UniVG Mini"):
+        load_vae_encoder(state)
+
+
+@pytest.fixture(scope="module")
+def mini_workspace(tmp_path_factory):
+    """A tiny Mini-style init (UNet + Resampler + TAESD VAE, no encoders inside) and tower files."""
+    root = tmp_path_factory.mktemp("mini_training")
+    write_dataset(root / "data", clips=2, frames=8)
+    config, unet, image_proj = tiny_models("univg_base")
+    config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, scale_factor=0.7))
+    save_checkpoint(root / "init.safetensors", config, unet, image_proj,
+                    extra={VAE_PREFIX: randomize_(TinyVAE(), seed=5).state_dict()})
+    encoders = tiny_encoder_states()
+    text = {key.removeprefix("model."): value.contiguous() for key, value in encoders[TEXT_PREFIX].items()}
+    vision = {key.removeprefix("model."): value.contiguous() for key, value in encoders["embedder."].items()}
+    save_file(text, str(root / "text.safetensors"))
+    save_file(vision, str(root / "vision.safetensors"))
+    return root
+
+
+def mini_options(root, **changes) -> TrainOptions:
+    values = dict(
+        task="base", init=str(root / "init.safetensors"), data=str(root / "data"), out=str(root / "base.safetensors"),
+        text_encoder=str(root / "text.safetensors"), image_encoder=str(root / "vision.safetensors"),
+        frames=4, height=64, width=64, max_frames=8, steps=1, batch_size=2, lr=1e-3, log_every=1,
+        gradient_checkpointing=False, save_dtype="fp32", cache_dir=str(root / "cache"),
+    )
+    values.update(changes)
+    return TrainOptions(**values)
+
+
+def test_a_mini_step_trains_with_tower_files_and_keeps_the_vae(mini_workspace):
+    out = train(mini_options(mini_workspace), log=QUIET)
+    loaded = load_checkpoint(out)
+    assert loaded.config.family == "univg_base" and loaded.config.schedule.scale_factor == 0.7
+    assert "taesd_decoder.1.weight" in loaded.vae_state_dict  # ComfyUI finds its TAESD in the result
+    assert not loaded.text_encoder_state_dict  # the towers stay in their own files
+    cached = CachedClips(sorted((mini_workspace / "cache").glob("[0-9a-f]*.pt")), frames=4)
+    item = cached[0]
+    assert item["latents"].shape == (4, 4, 8, 8) and item["image"].shape[-1] == 24 and item["text"].shape == (77, 32)
+    trained = load_file(str(out))
+    before = load_file(str(mini_workspace / "init.safetensors"))
+    changed = [k for k in before if k.startswith("model.diffusion_model.") and not torch.equal(before[k], trained[k])]
+    assert changed, "one training step changed no UNet weight"
+
+
+def test_a_missing_tower_file_is_named(mini_workspace):
+    options = mini_options(mini_workspace, text_encoder=str(mini_workspace / "nope.safetensors"),
+                           cache_dir=str(mini_workspace / "cache2"), out=str(mini_workspace / "never.safetensors"))
+    with pytest.raises(DataError, match="nope.safetensors: cannot read the text encoder file"):
+        train(options, log=QUIET)
+    options = mini_options(mini_workspace, text_encoder=None, cache_dir=str(mini_workspace / "cache3"),
+                           out=str(mini_workspace / "never.safetensors"))
+    with pytest.raises(DataError, match="--text-encoder"):
+        train(options, log=QUIET)
+
+
+def test_the_mini_base_configuration_and_its_starting_file(tmp_path):
+    config = models.mini_base_config(scale_factor=0.6)
+    assert models.parameter_count(config) < 5_000_000  # under 10 MB in fp16: five UNets and the VAE stay under 60 MB
+    assert config.unet.context_dim == 1024 and config.image_proj.embedding_dim == 1280
+    assert models.latent_scale_factor(torch.full((1000,), 2.0) * torch.tensor([1.0, -1.0]).repeat(500)) == 0.5
+    path = tmp_path / "init.safetensors"
+    models.write_base_init(path, TinyVAE().state_dict(), 0.6)
+    loaded = load_checkpoint(path)
+    assert loaded.config == config and loaded.image_proj is not None
+    assert not loaded.unet.out[2].weight.any()  # a fresh F_B's output layer starts at zero, as lvdm's

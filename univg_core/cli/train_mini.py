@@ -1,0 +1,121 @@
+"""Reproduce every weight of UniVG Mini from scratch, seeded, on the CPU: the world's training
+sets, the VAE, the fixed random text and vision towers, then F_B, F_A and F_SR (and the no-BGN
+F_A and F_SR of the ablation) through the pack's own training CLI.
+
+    python -m univg_core.cli.train_mini                      # every stage; a finished stage is kept
+    python -m univg_core.cli.train_mini --stages vae,base    # some of them
+
+Small weights go to --weights (the repository ships them); datasets, towers and training state
+to --work (ignored by git)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..mini import models, towers
+from ..mini.dataset import write_dataset
+from ..mini.train_vae import VAETrainOptions, heldout_psnr, render_pool, train_vae
+from ..training.trainer import TrainOptions, train
+
+ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS = ROOT / "univg_core" / "mini" / "weights"
+VAE_FILE = "univg_mini_vae.safetensors"
+STAGES = ("world", "vae", "towers", "base")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def stage_world(args) -> None:
+    for name, seed, size in (("world64", 0, models.SIZE), ("world128", 1, 2 * models.SIZE)):
+        folder = args.work / name
+        if not (folder / "truth.jsonl").is_file():
+            write_dataset(folder, args.clips, seed, models.FRAMES, size, models.FPS, log=_log)
+
+
+def stage_vae(args) -> None:
+    from safetensors.torch import save_file
+
+    path = args.weights / VAE_FILE
+    if path.is_file():
+        return
+    vae = train_vae(VAETrainOptions(steps=args.vae_steps, seed=args.seed), log=_log)
+    state = {key: value.detach().contiguous() for key, value in vae.state_dict().items()}
+    with torch.no_grad():
+        scale = models.latent_scale_factor(vae.encode(render_pool(64, args.seed, models.SIZE)))
+    psnr = heldout_psnr(vae)
+    _log(f"VAE: held-out PSNR {psnr:.2f} dB, latent scale factor {scale}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"univg.scale_factor": str(scale), "univg.heldout_psnr": f"{psnr:.2f}"})
+
+
+def vae_state_and_scale(weights: Path) -> tuple[dict, float]:
+    from safetensors import safe_open
+
+    with safe_open(str(weights / VAE_FILE), "pt") as handle:
+        scale = float(handle.metadata()["univg.scale_factor"])
+        state = {key: handle.get_tensor(key) for key in handle.keys()}
+    return state, scale
+
+
+def stage_towers(args) -> None:
+    towers.write_towers(args.work / "towers", args.work / "towers")
+
+
+def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: int, **changes) -> None:
+    if out.is_file():
+        return
+    options = TrainOptions(
+        task=task, init=str(init), data=str(args.work / data), out=str(out),
+        text_encoder=str(args.work / "towers" / towers.TEXT_FILE),
+        image_encoder=str(args.work / "towers" / towers.VISION_FILE),
+        frames=models.FRAMES, height=size, width=size, batch_size=args.batch_size, steps=steps, lr=args.lr,
+        weight_decay=0.0, gradient_checkpointing=False, dropout=0.0, save_every=100, seed=args.seed,
+        cache_dir=str(args.work / "cache" / data), log_every=20, **changes,
+    )
+    start = time.monotonic()
+    train(options, log=_log)
+    _log(f"{out.name}: {steps} steps in {(time.monotonic() - start) / 60:.1f} min")
+
+
+def stage_base(args) -> None:
+    init = args.work / "base_init.safetensors"
+    if not init.is_file():
+        vae_state, scale = vae_state_and_scale(args.weights)
+        models.write_base_init(init, vae_state, scale, seed=args.seed)
+    _train(args, "base", init, "world64", args.weights / "univg_mini_base.safetensors", args.base_steps, models.SIZE)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m univg_core.cli.train_mini", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of: {', '.join(STAGES)}")
+    parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "mini", help="datasets, towers, training state")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="where the shipped weights go")
+    parser.add_argument("--clips", type=int, default=1000, help="clips per training set")
+    parser.add_argument("--vae-steps", type=int, default=4000)
+    parser.add_argument("--base-steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; expected some of {', '.join(STAGES)}")
+    torch.manual_seed(args.seed)
+    for stage in STAGES:
+        if stage in stages:
+            start = time.monotonic()
+            globals()[f"stage_{stage}"](args)
+            _log(f"stage {stage}: {(time.monotonic() - start) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

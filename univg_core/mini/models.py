@@ -1,0 +1,81 @@
+"""UniVG Mini's model configurations and its starting checkpoint.
+
+The same module graph as the full UniVG models (UNet3D with spatial and temporal transformers,
+Multi-condition Cross Attention, the image Resampler) at a size a 2-core CPU trains: two UNet
+levels of 32 and 64 channels on 8x8 latents (64x64 pixels through the Mini VAE), 8 frames.
+The text context is the full SD2 text encoder's 1024 wide tokens and the image tokens come
+from the full ViT-H/14 vision tower (1280 wide), both fixed random towers (`towers.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import VAE_PREFIX, save_checkpoint
+from ..configs import ModelConfig, ResamplerConfig, ScheduleConfig, UNetConfig, get_preset
+from ..models.image_proj import Resampler
+from ..models.unet3d import UNet3D
+from .towers import TEXT_WIDTH, VISION_WIDTH
+
+FRAMES = 8
+SIZE = 64  # pixels of F_B and F_A; F_SR renders twice that
+FPS = 8
+
+MINI_UNET = dict(
+    model_channels=32,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attention_resolutions=(1, 2),
+    num_head_channels=32,
+    norm_groups=16,
+    context_dim=TEXT_WIDTH,
+    temporal_length=FRAMES,
+    addition_attention_heads=4,
+    default_fs=FPS,
+)
+MINI_RESAMPLER = ResamplerConfig(
+    dim=128, depth=1, dim_head=64, heads=2, num_queries=8, embedding_dim=VISION_WIDTH, output_dim=TEXT_WIDTH,
+    ff_mult=2, video_length=None,
+)
+
+
+def mini_base_config(scale_factor: float) -> ModelConfig:
+    """F_B of UniVG Mini: the `univg_base` family (eps, text and image through MCA), one set of
+    image tokens shared by every frame; `scale_factor` maps the Mini VAE's latents to unit size."""
+    base = get_preset("univg_base")
+    unet = dataclasses.replace(base.unet, **MINI_UNET, image_tokens_per_frame=None)
+    schedule = dataclasses.replace(ScheduleConfig(), scale_factor=scale_factor)
+    return dataclasses.replace(base, unet=unet, image_proj=MINI_RESAMPLER, schedule=schedule)
+
+
+def latent_scale_factor(latents: torch.Tensor) -> float:
+    """1 / the standard deviation of raw VAE latents (SD's 0.18215 is this number for its VAE),
+    rounded to 4 significant digits so it reads well in the metadata."""
+    return float(f"{1 / latents.float().std(correction=0).item():.4g}")
+
+
+def write_base_init(path: str | Path, vae_state: dict, scale_factor: float, seed: int = 0) -> ModelConfig:
+    """A fresh F_B (random UNet and Resampler, zero output layer as lvdm initialises it) with the
+    Mini VAE inside: the --init of `python -m univg_core.cli.train --task base`."""
+    config = mini_base_config(scale_factor)
+    torch.manual_seed(seed)
+    unet = UNet3D(config.unet)
+    image_proj = Resampler(config.image_proj)
+    save_checkpoint(path, config, unet, image_proj, extra={VAE_PREFIX: vae_state},
+                    metadata={"univg.mini": "initial weights"})
+    return config
+
+
+def parameter_count(config: ModelConfig) -> int:
+    with torch.device("meta"):
+        unet = UNet3D(config.unet)
+        image_proj = Resampler(config.image_proj) if config.image_proj is not None else None
+    modules = [unet] + ([image_proj] if image_proj is not None else [])
+    return sum(p.numel() for module in modules for p in module.parameters())
+
+
+__all__ = ["FRAMES", "SIZE", "FPS", "UNetConfig", "mini_base_config", "latent_scale_factor", "write_base_init",
+           "parameter_count"]
