@@ -4,14 +4,16 @@ image models, the OpenCLIP vision tower)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
 import comfy.clip_vision
 import comfy.sd
+import comfy.utils
 import folder_paths
 
-from ..univg_core.checkpoints import CheckpointError, load_checkpoint, split_prefix
+from ..univg_core.checkpoints import COMPANIONS_KEY, CheckpointError, load_checkpoint, split_prefix
 from .model import wrap_in_patcher
 
 log = logging.getLogger("univg")
@@ -69,6 +71,38 @@ def build_clip_vision(image_encoder_state: dict):
     return comfy.clip_vision.load_clipvision_from_sd(visual, prefix="visual.", convert_keys=True)
 
 
+# a file's parts kept in ComfyUI's own model folders (UniVG Mini's VAE and towers): part -> folder
+COMPANION_FOLDERS = {"vae": "vae", "text_encoder": "text_encoders", "clip_vision": "clip_vision"}
+
+
+def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
+    """The parts the file names in its `univg.companions` metadata, each loaded by ComfyUI's
+    own loader from its model folder."""
+    named = json.loads(metadata.get(COMPANIONS_KEY, "{}"))
+    parts = {}
+    for part, file_name in named.items():
+        if part not in COMPANION_FOLDERS or (part == "clip_vision" and not want_vision):
+            continue
+        folder = COMPANION_FOLDERS[part]
+        path = folder_paths.get_full_path(folder, file_name)
+        if path is None:
+            raise FileNotFoundError(
+                f"{ckpt_name} needs its {part.replace('_', ' ')} {file_name!r} in "
+                f"{os.path.join(folder_paths.models_dir, folder)}; for UniVG Mini run "
+                "`python -m univg_core.cli.install_mini --models <ComfyUI>/models` from the UniVG pack to rebuild it"
+            )
+        if part == "vae":
+            parts[part] = comfy.sd.VAE(sd=comfy.utils.load_torch_file(path, safe_load=True))
+        elif part == "text_encoder":
+            parts[part] = comfy.sd.load_clip(
+                [path], embedding_directory=folder_paths.get_folder_paths("embeddings"),
+                clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION,
+            )
+        else:
+            parts[part] = comfy.clip_vision.load(path)
+    return parts
+
+
 class UniVGCheckpointLoader:
     @classmethod
     def INPUT_TYPES(cls):
@@ -95,4 +129,8 @@ class UniVGCheckpointLoader:
         clip = build_clip(loaded.text_encoder_state_dict) if loaded.text_encoder_state_dict else None
         vae = build_vae(loaded.vae_state_dict) if loaded.vae_state_dict else None
         clip_vision = build_clip_vision(loaded.image_encoder_state_dict) if loaded.image_encoder_state_dict else None
+        companions = load_companions(loaded.metadata, ckpt_name, want_vision=loaded.image_proj is not None)
+        clip = clip or companions.get("text_encoder")
+        vae = vae or companions.get("vae")
+        clip_vision = clip_vision or companions.get("clip_vision")
         return (wrap_in_patcher(loaded, dtype), clip, vae, clip_vision)

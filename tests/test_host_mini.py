@@ -33,14 +33,21 @@ def test_comfyui_loads_the_mini_vae_as_its_own_and_computes_the_same(host):
     assert latents.shape == (2, 4, 8, 8)
 
 
-def test_comfyuis_core_loaders_read_the_mini_towers_and_encode_as_training_does(host):
+@pytest.fixture(scope="module")
+def tower_files(host):
+    from univg_core.mini import towers
+
+    return towers.write_towers(host.base / "models" / "text_encoders", host.base / "models" / "clip_vision")
+
+
+def test_comfyuis_core_loaders_read_the_mini_towers_and_encode_as_training_does(host, tower_files):
     """Core CLIPLoader (stable_diffusion) and CLIPVisionLoader read the files `write_towers`
     makes, and give what training's towers give: the trained UNets see the same tokens at
     inference as in training."""
     from univg_core.mini import towers
     from univg_core.training.clip_towers import load_text_tower, load_vision_tower, tokenize
 
-    text_path, vision_path = towers.write_towers(host.base / "models" / "text_encoders", host.base / "models" / "clip_vision")
+    text_path, vision_path = tower_files
     mappings = host.nodes.NODE_CLASS_MAPPINGS
     (clip,) = mappings["CLIPLoader"]().load_clip(text_path.name, "stable_diffusion")
     caption = "a green triangle moving up on a light background"
@@ -62,3 +69,34 @@ def test_comfyuis_core_loaders_read_the_mini_towers_and_encode_as_training_does(
     before = text_path.stat().st_mtime_ns
     towers.write_towers(text_path.parent, vision_path.parent)
     assert text_path.stat().st_mtime_ns == before
+
+
+def test_the_univg_loader_finds_a_mini_files_parts_in_comfyuis_folders(host, tower_files, tmp_path):
+    """A Mini file holds the UNet and Resampler; its metadata names the VAE and towers, which the
+    UniVG Checkpoint Loader loads from models/vae, text_encoders and clip_vision. A missing one
+    is named with the command that rebuilds it."""
+    import dataclasses
+
+    from safetensors.torch import save_file
+
+    from univg_core.checkpoints import save_checkpoint
+    from univg_core.mini import models
+    from univg_core.models.image_proj import Resampler
+    from univg_core.models.unet3d import UNet3D
+    from conftest import tiny_config
+
+    config = tiny_config("univg_base").with_unet(context_dim=1024)  # the towers' widths
+    config = dataclasses.replace(config, image_proj=dataclasses.replace(config.image_proj, embedding_dim=1280, output_dim=1024))
+    unet, image_proj = UNet3D(config.unet), Resampler(config.image_proj)
+    save_checkpoint(host.base / "models" / "univg" / "mini_like.safetensors", config, unet, image_proj,
+                    metadata=models.companions_metadata())
+    vae_path = host.base / "models" / "vae" / models.VAE_FILE
+    vae_path.parent.mkdir(parents=True, exist_ok=True)
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    with pytest.raises(FileNotFoundError, match="univg_mini_vae.safetensors.*python -m univg_core.cli.install_mini"):
+        loader.load("mini_like.safetensors", "fp32")
+    save_file({k: v.contiguous() for k, v in randomize_(TinyVAE(), seed=1).state_dict().items()}, str(vae_path))
+    model, clip, vae, clip_vision = loader.load("mini_like.safetensors", "fp32")
+    assert type(vae.first_stage_model).__name__ == "TAESD"
+    assert clip.encode_from_tokens(clip.tokenize("a red circle")).shape == (1, 77, 1024)
+    assert clip_vision.encode_image(torch.rand(1, 64, 64, 3))["last_hidden_state"].shape == (1, 257, 1280)

@@ -1,5 +1,5 @@
-"""The training path UniVG Mini takes: its TAESD-layout VAE inside the init file, the text and
-vision towers in their own files (OpenCLIP layout, as ComfyUI's loaders read them), its model
+"""The training path UniVG Mini takes: its TAESD-layout VAE, the text and vision towers in their
+own files (OpenCLIP layout, as ComfyUI's loaders read them), its model
 configuration and starting checkpoint. Tiny sizes; the real run is python -m univg_core.cli.train_mini."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from univg_core.checkpoints import VAE_PREFIX, load_checkpoint, save_checkpoint
+from univg_core.checkpoints import load_checkpoint, save_checkpoint
 from univg_core.mini import models
 from univg_core.mini.tiny_vae import TinyVAE
 from univg_core.training.cache import CachedClips
@@ -43,8 +43,9 @@ def mini_workspace(tmp_path_factory):
     write_dataset(root / "data", clips=2, frames=8)
     config, unet, image_proj = tiny_models("univg_base")
     config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, scale_factor=0.7))
-    save_checkpoint(root / "init.safetensors", config, unet, image_proj,
-                    extra={VAE_PREFIX: randomize_(TinyVAE(), seed=5).state_dict()})
+    save_checkpoint(root / "init.safetensors", config, unet, image_proj)
+    save_file({k: v.contiguous() for k, v in randomize_(TinyVAE(), seed=5).state_dict().items()},
+              str(root / "vae.safetensors"))
     encoders = tiny_encoder_states()
     text = {key.removeprefix("model."): value.contiguous() for key, value in encoders[TEXT_PREFIX].items()}
     vision = {key.removeprefix("model."): value.contiguous() for key, value in encoders["embedder."].items()}
@@ -56,7 +57,7 @@ def mini_workspace(tmp_path_factory):
 def mini_options(root, **changes) -> TrainOptions:
     values = dict(
         task="base", init=str(root / "init.safetensors"), data=str(root / "data"), out=str(root / "base.safetensors"),
-        text_encoder=str(root / "text.safetensors"), image_encoder=str(root / "vision.safetensors"),
+        vae=str(root / "vae.safetensors"), text_encoder=str(root / "text.safetensors"), image_encoder=str(root / "vision.safetensors"),
         frames=4, height=64, width=64, max_frames=8, steps=1, batch_size=2, lr=1e-3, log_every=1,
         gradient_checkpointing=False, save_dtype="fp32", cache_dir=str(root / "cache"),
     )
@@ -68,8 +69,7 @@ def test_a_mini_step_trains_with_tower_files_and_keeps_the_vae(mini_workspace):
     out = train(mini_options(mini_workspace), log=QUIET)
     loaded = load_checkpoint(out)
     assert loaded.config.family == "univg_base" and loaded.config.schedule.scale_factor == 0.7
-    assert "taesd_decoder.1.weight" in loaded.vae_state_dict  # ComfyUI finds its TAESD in the result
-    assert not loaded.text_encoder_state_dict  # the towers stay in their own files
+    assert not loaded.vae_state_dict and not loaded.text_encoder_state_dict  # they stay in their own files
     cached = CachedClips(sorted((mini_workspace / "cache").glob("[0-9a-f]*.pt")), frames=4)
     item = cached[0]
     assert item["latents"].shape == (4, 4, 8, 8) and item["image"].shape[-1] == 24 and item["text"].shape == (77, 32)
@@ -88,6 +88,10 @@ def test_a_missing_tower_file_is_named(mini_workspace):
                            out=str(mini_workspace / "never.safetensors"))
     with pytest.raises(DataError, match="--text-encoder"):
         train(options, log=QUIET)
+    options = mini_options(mini_workspace, vae=None, cache_dir=str(mini_workspace / "cache4"),
+                           out=str(mini_workspace / "never.safetensors"))
+    with pytest.raises(DataError, match="no VAE .* own file with --vae"):
+        train(options, log=QUIET)
 
 
 def test_the_mini_base_configuration_and_its_starting_file(tmp_path):
@@ -96,7 +100,7 @@ def test_the_mini_base_configuration_and_its_starting_file(tmp_path):
     assert config.unet.context_dim == 1024 and config.image_proj.embedding_dim == 1280
     assert models.latent_scale_factor(torch.full((1000,), 2.0) * torch.tensor([1.0, -1.0]).repeat(500)) == 0.5
     path = tmp_path / "init.safetensors"
-    models.write_base_init(path, TinyVAE().state_dict(), 0.6)
+    models.write_base_init(path, 0.6)
     loaded = load_checkpoint(path)
     assert loaded.config == config and loaded.image_proj is not None
     assert not loaded.unet.out[2].weight.any()  # a fresh F_B's output layer starts at zero, as lvdm's

@@ -3,9 +3,10 @@
     python -m tools.main_job [--workflow text_to_video] [--checkpoint NAME] [--steps N] ...
 
 Uses the checkpoint in models/univg/ (the first one, or --checkpoint). With none there it
-says where to put one and which open checkpoints work, then renders with a random-weight
-demo checkpoint so the whole path (loader, CLIP, sampler, VAE, save) is exercised: that
-video is noise.
+renders with UniVG Mini, the small trained model the pack ships (installed into models/ on
+first use: its UNet and VAE are copied, its fixed text and vision towers rebuilt from their
+seed), at its own size: 64x64, 8 frames, a caption of its world. Workflows whose Mini model
+is not shipped yet render with a random-weight demo checkpoint (the video is noise) and say so.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ MODELS = ROOT / "models"
 OUTPUT = ROOT / "output"
 BASE = ROOT / ".host" / "base"
 WORKFLOWS = ROOT / "workflows" / "api"
+# the shipped Mini model each workflow renders with, and its settings when the user gives none
+MINI_FOR = {"text_to_video": "univg_mini_base.safetensors"}
+MINI_SETTINGS = {"steps": 25, "frames": 8, "width": 64, "height": 64}
+MINI_PROMPT = "a red circle moving right on a dark background"
 FAMILY_FOR = {"text_to_video": "videocrafter2_t2v_512", "image_to_video": "univg_base",
               "text_image_to_video": "univg_base", "animation": "univg_animation"}
 HELP = (
@@ -48,20 +53,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
+    parser.add_argument("--prompt", help="the positive prompt (default: the workflow's; UniVG Mini: one of its world)")
     parser.add_argument("--timeout", type=float, default=6 * 3600)
     args = parser.parse_args(argv)
 
     folder = MODELS / "univg"
     folder.mkdir(parents=True, exist_ok=True)
     available = sorted(p.name for p in folder.iterdir() if p.suffix in (".ckpt", ".safetensors", ".pt", ".pth"))
-    demo = False
+    demo = mini = False
+    user_files = [name for name in available if not name.startswith(("univg_demo_random", "univg_mini_"))]
     if args.checkpoint:
         if args.checkpoint not in available:
             print(f"error: {args.checkpoint} is not in {folder}. " + HELP.format(folder=folder), file=sys.stderr)
             return 2
         checkpoint = args.checkpoint
-    elif [name for name in available if not name.startswith("univg_demo_random")]:
-        checkpoint = [name for name in available if not name.startswith("univg_demo_random")][0]
+    elif user_files:
+        checkpoint = user_files[0]
+    elif args.workflow in MINI_FOR:
+        from univg_core.cli.install_mini import MiniInstallError, install
+
+        print(f"No checkpoint of yours in {folder}: rendering with UniVG Mini, the small model this pack trains "
+              "on a world of coloured shapes (it knows 3 shapes, 5 colours, 3 backgrounds, 5 motions). "
+              + HELP.format(folder=folder).replace("Put", "To render with a real model, put"))
+        try:
+            install(MODELS)
+        except MiniInstallError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        checkpoint, mini = MINI_FOR[args.workflow], True
     else:
         if args.workflow not in FAMILY_FOR:
             print(f"error: no checkpoint for {args.workflow}. " + HELP.format(folder=folder), file=sys.stderr)
@@ -79,12 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height}
     if demo:
         overrides = {k: v if v is not None else {"steps": 10, "frames": 8}.get(k) for k, v in overrides.items()}
+    if mini:
+        overrides = {k: v if v is not None else MINI_SETTINGS[k] for k, v in overrides.items()}
+    prompt = args.prompt if args.prompt is not None else (MINI_PROMPT if mini else None)
     for node in workflow.values():
         if node["class_type"] == "UniVGCheckpointLoader":
             node["inputs"]["ckpt_name"] = checkpoint
         for key, value in overrides.items():
             if value is not None and key in node["inputs"] and node["class_type"].startswith("UniVG"):
                 node["inputs"][key] = value
+        if prompt is not None and node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] == "Positive prompt":
+            node["inputs"]["text"] = prompt
         if node["class_type"] == "ImageScale":
             for key in ("width", "height"):
                 if overrides[key] is not None:

@@ -12,6 +12,7 @@ own files, loaded key-for-key with the UNet configuration read from the tensors.
 from .detection import infer_family, infer_resampler_config, infer_unet_config
 from .files import read_state_dict
 from .layout import (
+    COMPANIONS_KEY,
     IMAGE_ENCODER_PREFIX,
     IMAGE_PROJ_PREFIX,
     METADATA_CONFIG,
@@ -25,7 +26,7 @@ from .loading import LoadedCheckpoint, load_checkpoint
 from .saving import checkpoint_state_dict, config_metadata, save_checkpoint
 
 __all__ = [
-    "IMAGE_ENCODER_PREFIX", "IMAGE_PROJ_PREFIX", "METADATA_CONFIG", "TEXT_PREFIX", "UNET_PREFIX", "VAE_PREFIX",
+    "COMPANIONS_KEY", "IMAGE_ENCODER_PREFIX", "IMAGE_PROJ_PREFIX", "METADATA_CONFIG", "TEXT_PREFIX", "UNET_PREFIX", "VAE_PREFIX",
     "CheckpointError", "LoadedCheckpoint", "checkpoint_state_dict", "config_metadata", "infer_family",
     "infer_resampler_config", "infer_unet_config", "load_checkpoint", "read_state_dict", "save_checkpoint",
     "split_prefix",

@@ -10,6 +10,8 @@ TEXT_PREFIX = "cond_stage_model."
 IMAGE_ENCODER_PREFIX = "embedder."
 SCHEDULE_KEYS = ("betas", "alphas_cumprod", "scale_arr")
 METADATA_CONFIG = "univg.config"
+# JSON {part: file name} for parts kept in ComfyUI's own model folders (vae, text_encoder, clip_vision)
+COMPANIONS_KEY = "univg.companions"
 
 
 class CheckpointError(ValueError):

@@ -19,12 +19,14 @@ import torch
 
 from ..mini import models, towers
 from ..mini.dataset import write_dataset
+from ..mini.tiny_vae import TinyVAE
 from ..mini.train_vae import VAETrainOptions, heldout_psnr, render_pool, train_vae
 from ..training.trainer import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "univg_core" / "mini" / "weights"
-VAE_FILE = "univg_mini_vae.safetensors"
+VAE_FILE = models.VAE_FILE
+JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
 STAGES = ("world", "vae", "towers", "base")
 
 
@@ -39,29 +41,43 @@ def stage_world(args) -> None:
             write_dataset(folder, args.clips, seed, models.FRAMES, size, models.FPS, log=_log)
 
 
-def stage_vae(args) -> None:
+def _save_vae(vae, path: Path, metadata: dict) -> None:
     from safetensors.torch import save_file
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().contiguous() for key, value in vae.state_dict().items()}
+    save_file(state, str(path), metadata=metadata)
+
+
+def stage_vae(args) -> None:
+    """Encoder and decoder together, then the decoder alone for longer: the latents the UNets
+    learn come from the first part's encoder, which the second leaves as it is."""
+    from safetensors.torch import load_file
+
+    joint = args.work / JOINT_VAE_FILE
+    if not joint.is_file():
+        vae = train_vae(VAETrainOptions(steps=args.vae_steps, seed=args.seed), log=_log)
+        with torch.no_grad():
+            scale = models.latent_scale_factor(vae.encode(render_pool(64, args.seed, models.SIZE)))
+        _log(f"VAE (encoder and decoder): held-out PSNR {heldout_psnr(vae):.2f} dB, latent scale factor {scale}")
+        _save_vae(vae, joint, {"univg.scale_factor": str(scale)})
     path = args.weights / VAE_FILE
     if path.is_file():
         return
-    vae = train_vae(VAETrainOptions(steps=args.vae_steps, seed=args.seed), log=_log)
-    state = {key: value.detach().contiguous() for key, value in vae.state_dict().items()}
-    with torch.no_grad():
-        scale = models.latent_scale_factor(vae.encode(render_pool(64, args.seed, models.SIZE)))
+    vae = TinyVAE()
+    vae.load_state_dict(load_file(str(joint)))
+    options = VAETrainOptions(steps=args.decoder_steps, seed=args.seed, decoder_only=True, crop=64)
+    vae = train_vae(options, log=_log, start=vae)
     psnr = heldout_psnr(vae)
-    _log(f"VAE: held-out PSNR {psnr:.2f} dB, latent scale factor {scale}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"univg.scale_factor": str(scale), "univg.heldout_psnr": f"{psnr:.2f}"})
+    _log(f"VAE decoder: held-out PSNR {psnr:.2f} dB")
+    _save_vae(vae.half(), path, {"univg.scale_factor": str(vae_scale_factor(args.work)), "univg.heldout_psnr": f"{psnr:.2f}"})
 
 
-def vae_state_and_scale(weights: Path) -> tuple[dict, float]:
+def vae_scale_factor(work: Path) -> float:
     from safetensors import safe_open
 
-    with safe_open(str(weights / VAE_FILE), "pt") as handle:
-        scale = float(handle.metadata()["univg.scale_factor"])
-        state = {key: handle.get_tensor(key) for key in handle.keys()}
-    return state, scale
+    with safe_open(str(work / JOINT_VAE_FILE), "pt") as handle:
+        return float(handle.metadata()["univg.scale_factor"])
 
 
 def stage_towers(args) -> None:
@@ -73,7 +89,7 @@ def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: 
         return
     options = TrainOptions(
         task=task, init=str(init), data=str(args.work / data), out=str(out),
-        text_encoder=str(args.work / "towers" / towers.TEXT_FILE),
+        vae=str(args.work / JOINT_VAE_FILE), text_encoder=str(args.work / "towers" / towers.TEXT_FILE),
         image_encoder=str(args.work / "towers" / towers.VISION_FILE),
         frames=models.FRAMES, height=size, width=size, batch_size=args.batch_size, steps=steps, lr=args.lr,
         weight_decay=0.0, gradient_checkpointing=False, dropout=0.0, save_every=100, seed=args.seed,
@@ -87,9 +103,10 @@ def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: 
 def stage_base(args) -> None:
     init = args.work / "base_init.safetensors"
     if not init.is_file():
-        vae_state, scale = vae_state_and_scale(args.weights)
-        models.write_base_init(init, vae_state, scale, seed=args.seed)
-    _train(args, "base", init, "world64", args.weights / "univg_mini_base.safetensors", args.base_steps, models.SIZE)
+        models.write_base_init(init, vae_scale_factor(args.work), seed=args.seed)
+    # text first: CLIP-vision tokens of every clip cost seconds each on a CPU (the image stage comes after)
+    _train(args, "base", init, "world64", args.weights / "univg_mini_base.safetensors", args.base_steps, models.SIZE,
+           image_tokens=False)
 
 
 def main(argv=None) -> int:
@@ -98,7 +115,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / ".cache" / "mini", help="datasets, towers, training state")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="where the shipped weights go")
     parser.add_argument("--clips", type=int, default=1000, help="clips per training set")
-    parser.add_argument("--vae-steps", type=int, default=4000)
+    parser.add_argument("--vae-steps", type=int, default=4000, help="encoder and decoder together")
+    parser.add_argument("--decoder-steps", type=int, default=2000, help="then the decoder alone, on whole frames")
     parser.add_argument("--base-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)

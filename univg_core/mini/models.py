@@ -10,19 +10,21 @@ from the full ViT-H/14 vision tower (1280 wide), both fixed random towers (`towe
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import torch
 
-from ..checkpoints import VAE_PREFIX, save_checkpoint
-from ..configs import ModelConfig, ResamplerConfig, ScheduleConfig, UNetConfig, get_preset
+from ..checkpoints import COMPANIONS_KEY, save_checkpoint
+from ..configs import ModelConfig, ResamplerConfig, ScheduleConfig, get_preset
 from ..models.image_proj import Resampler
 from ..models.unet3d import UNet3D
-from .towers import TEXT_WIDTH, VISION_WIDTH
+from .towers import TEXT_FILE, TEXT_WIDTH, VISION_FILE, VISION_WIDTH
 
 FRAMES = 8
 SIZE = 64  # pixels of F_B and F_A; F_SR renders twice that
 FPS = 8
+VAE_FILE = "univg_mini_vae.safetensors"
 
 MINI_UNET = dict(
     model_channels=32,
@@ -57,16 +59,23 @@ def latent_scale_factor(latents: torch.Tensor) -> float:
     return float(f"{1 / latents.float().std(correction=0).item():.4g}")
 
 
-def write_base_init(path: str | Path, vae_state: dict, scale_factor: float, seed: int = 0) -> ModelConfig:
-    """A fresh F_B (random UNet and Resampler, zero output layer as lvdm initialises it) with the
-    Mini VAE inside: the --init of `python -m univg_core.cli.train --task base`."""
+def write_base_init(path: str | Path, scale_factor: float, seed: int = 0) -> ModelConfig:
+    """A fresh F_B (random UNet and Resampler, zero output layer as lvdm initialises it): the
+    --init of `python -m univg_core.cli.train --task base`. The Mini's VAE and towers live in
+    their own files (ComfyUI's VAELoader, CLIPLoader and CLIPVisionLoader read them)."""
     config = mini_base_config(scale_factor)
     torch.manual_seed(seed)
     unet = UNet3D(config.unet)
     image_proj = Resampler(config.image_proj)
-    save_checkpoint(path, config, unet, image_proj, extra={VAE_PREFIX: vae_state},
-                    metadata={"univg.mini": "initial weights"})
+    save_checkpoint(path, config, unet, image_proj, metadata={"univg.mini": "initial weights", **companions_metadata()})
     return config
+
+
+def companions_metadata() -> dict[str, str]:
+    """The Mini's VAE and towers by file name: the UniVG Checkpoint Loader finds them in
+    ComfyUI's models/vae, models/text_encoders and models/clip_vision."""
+    parts = {"vae": VAE_FILE, "text_encoder": TEXT_FILE, "clip_vision": VISION_FILE}
+    return {COMPANIONS_KEY: json.dumps(parts)}
 
 
 def parameter_count(config: ModelConfig) -> int:
@@ -77,5 +86,3 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(p.numel() for module in modules for p in module.parameters())
 
 
-__all__ = ["FRAMES", "SIZE", "FPS", "UNetConfig", "mini_base_config", "latent_scale_factor", "write_base_init",
-           "parameter_count"]

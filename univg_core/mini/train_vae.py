@@ -28,6 +28,7 @@ class VAETrainOptions:
     frame_size: int = 64
     pool_clips: int = 600  # clips rendered once and sampled from
     log_every: int = 100
+    decoder_only: bool = False  # fine-tune the decoder of `start`: its latents (what the UNets learn) stay
 
 
 def render_pool(count: int, seed: int, size: int, frames: int = 8) -> torch.Tensor:
@@ -56,17 +57,26 @@ def heldout_psnr(vae: TinyVAE, clips: int = 40, size: int = 64) -> float:
     return psnr(reconstruction, frames)
 
 
-def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = print) -> TinyVAE:
+def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = print,
+              start: Optional[TinyVAE] = None) -> TinyVAE:
+    """Train a fresh VAE, or go on from `start` (with decoder_only, its encoder is frozen)."""
     torch.manual_seed(options.seed)
-    generator = torch.Generator().manual_seed(options.seed)
-    vae = TinyVAE()
+    generator = torch.Generator().manual_seed(options.seed + (1 if start is not None else 0))
+    vae = start.train() if start is not None else TinyVAE()
+    if options.decoder_only:
+        vae.taesd_encoder.requires_grad_(False)
     pool = render_pool(options.pool_clips, options.seed, options.frame_size)
-    optimiser = torch.optim.Adam(vae.parameters(), lr=options.lr)
+    optimiser = torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=options.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, options.lr, total_steps=options.steps, pct_start=0.05)
     start = time.time()
     for step in range(1, options.steps + 1):
         batch = _batch(pool, options, generator)
-        reconstruction = vae(batch)
+        if options.decoder_only:
+            with torch.no_grad():
+                latents = vae.encode(batch)
+            reconstruction = vae.decode(latents)
+        else:
+            reconstruction = vae(batch)
         loss = (reconstruction - batch).abs().mean() + ((reconstruction - batch) ** 2).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

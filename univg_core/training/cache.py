@@ -45,27 +45,33 @@ class Encoders:
         return digest.hexdigest()[:16]
 
 
-def _tower_file(path: str, what: str) -> dict:
-    """A text or vision tower in OpenCLIP's own layout (what ComfyUI's CLIPLoader and
-    CLIPVisionLoader read), keyed as inside an lvdm checkpoint's encoder prefix."""
+def _component_file(path: str, what: str, prefix: str = "") -> dict:
+    """A VAE, text or vision tower in its own file, in the layout ComfyUI's VAELoader,
+    CLIPLoader and CLIPVisionLoader read, keyed as inside an lvdm checkpoint's prefix."""
     from safetensors.torch import load_file
 
     try:
         state = load_file(path)
     except Exception as error:
         raise DataError(f"{path}: cannot read the {what} file ({error})") from None
-    return {"model." + key: value for key, value in state.items()}
+    return {prefix + key: value for key, value in state.items()}
 
 
 def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device="cpu", dtype=torch.float32,
-                             text_file: Optional[str] = None, vision_file: Optional[str] = None) -> Encoders:
-    """The checkpoint's own VAE, text and vision towers; `text_file` / `vision_file` supply
-    towers that live in their own files (UniVG Mini's), in place of the checkpoint's."""
+                             text_file: Optional[str] = None, vision_file: Optional[str] = None,
+                             vae_file: Optional[str] = None) -> Encoders:
+    """The checkpoint's own VAE, text and vision towers; `vae_file` / `text_file` / `vision_file`
+    supply parts that live in their own files (UniVG Mini's), in place of the checkpoint's."""
     name = loaded.path
-    text_state = _tower_file(text_file, "text encoder") if text_file else loaded.text_encoder_state_dict
-    vision_state = _tower_file(vision_file, "CLIP vision") if vision_file else loaded.image_encoder_state_dict
-    if not loaded.vae_state_dict:
-        raise DataError(f"{name}: no VAE (first_stage_model.*) in the file; training encodes clips with the checkpoint's own VAE")
+    vae_state = _component_file(vae_file, "VAE") if vae_file else loaded.vae_state_dict
+    text_state = _component_file(text_file, "text encoder", "model.") if text_file else loaded.text_encoder_state_dict
+    vision_state = (_component_file(vision_file, "CLIP vision", "model.") if vision_file
+                    else loaded.image_encoder_state_dict)
+    if not vae_state:
+        raise DataError(
+            f"{name}: no VAE (first_stage_model.*) in the file; training encodes clips with the checkpoint's own VAE "
+            "(or give its own file with --vae)"
+        )
     if not text_state:
         raise DataError(
             f"{name}: no text encoder (cond_stage_model.*) in the file; training needs it for the captions "
@@ -77,7 +83,7 @@ def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device
             "image tokens (or give its own file with --image-encoder)"
         )
     return Encoders(
-        vae=load_vae_encoder(loaded.vae_state_dict, loaded.config.schedule.scale_factor, dtype, device),
+        vae=load_vae_encoder(vae_state, loaded.config.schedule.scale_factor, dtype, device),
         text=load_text_tower(text_state, dtype, device),
         vision=load_vision_tower(vision_state, dtype, device) if need_vision else None,
     )

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..checkpoints import IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, load_checkpoint, save_checkpoint
+from ..checkpoints import COMPANIONS_KEY, IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, load_checkpoint, save_checkpoint
 from ..diffusion.schedule import alphas_cumprod_for, offset_noise
 from .cache import CachedClips, CacheSpec, build_cache, encoders_from_checkpoint
 from .data import DataError, find_clips
@@ -54,11 +54,15 @@ class TrainOptions:
     init: str = field(metadata={"help": "checkpoint to start from (.ckpt or .safetensors, with its VAE and CLIP)"})
     data: str = field(metadata={"help": "folder of clips (mp4/webm/...) with <clip>.txt captions or captions.csv"})
     out: str = field(metadata={"help": "the .safetensors to write (its resumable state goes to OUT.state.pt)"})
+    vae: Optional[str] = _option(None, "VAE in its own file (as ComfyUI's VAELoader reads); default: the --init file's")
     text_encoder: Optional[str] = _option(
         None, "text tower in its own file (OpenCLIP layout, as ComfyUI's CLIPLoader reads); default: the --init file's"
     )
     image_encoder: Optional[str] = _option(
         None, "CLIP vision tower in its own file (OpenCLIP layout, visual.*); default: the --init file's"
+    )
+    image_tokens: bool = _option(
+        True, "feed the CLIP image tokens (--no-image-tokens: train text-only, the image branch kept and frozen)"
     )
     frames: int = _option(16, "frames per training clip (8-24 typical)")
     height: int = _option(320, "pixels")
@@ -231,7 +235,7 @@ class EMA:
 
 
 def _signature(options: TrainOptions) -> dict:
-    keep = ("task", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
+    keep = ("task", "image_tokens", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
     return {name: getattr(options, name) for name in keep}
 
 
@@ -326,7 +330,7 @@ def _prepare_data(options, loaded, spec, world, use_image, log) -> CachedClips:
         try:
             records = find_clips(options.data)
             encoders = encoders_from_checkpoint(loaded, use_image, device=world.device, text_file=options.text_encoder,
-                                                vision_file=options.image_encoder)
+                                                vision_file=options.image_encoder, vae_file=options.vae)
             check_text_width(loaded, encoders.text.config.width)
             outcome = [str(p) for p in build_cache(records, encoders, spec_cache, cache_dir, log)]
             del encoders
@@ -349,8 +353,8 @@ def train(options: TrainOptions, log: Callable[[str], None] = lambda message: pr
         loaded = load_checkpoint(options.init, dtype=torch.float32, device="cpu")
         window = bgn_window(spec, options.t_m, options.t_n, loaded.config.schedule.timesteps)
         config = target_config(loaded.config, spec, window, options.zero_terminal_snr, options.init)
-        use_image = uses_image_branch(spec, loaded)
-        if world.is_main and spec.uses_image and not use_image:
+        use_image = uses_image_branch(spec, loaded) and options.image_tokens
+        if world.is_main and spec.uses_image and not uses_image_branch(spec, loaded):
             log(f"{options.init}: no image branch (Multi-condition Cross Attention); training text-only")
         clips = _prepare_data(options, loaded, spec, world, use_image, log)
         return _run(options, world, loaded, spec, window, config, use_image, clips, log)
@@ -445,6 +449,8 @@ def _write_output(out: Path, weights: dict, config, loaded, options: TrainOption
     if loaded.image_encoder_state_dict:
         extra[IMAGE_ENCODER_PREFIX] = loaded.image_encoder_state_dict
     metadata = {"univg.task": options.task, "univg.trained_from": Path(options.init).name, "univg.steps": str(step)}
+    if COMPANIONS_KEY in loaded.metadata:  # parts kept in their own files stay the same parts
+        metadata[COMPANIONS_KEY] = loaded.metadata[COMPANIONS_KEY]
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     save_checkpoint(partial, config, unet, image_proj, extra=extra, metadata=metadata)

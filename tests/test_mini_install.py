@@ -1,0 +1,60 @@
+"""Installing UniVG Mini into a ComfyUI models folder, and what a missing or damaged shipped
+file tells the user. The towers' own build is tested in test_mini_towers / test_host_mini."""
+
+from __future__ import annotations
+
+import pytest
+from safetensors.torch import save_file
+
+from univg_core.checkpoints import save_checkpoint
+from univg_core.cli import install_mini
+from univg_core.mini import models, towers
+from univg_core.mini.tiny_vae import TinyVAE
+
+from conftest import tiny_models
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    config, unet, image_proj = tiny_models("univg_base")
+    save_checkpoint(weights / "univg_mini_base.safetensors", config, unet, image_proj, metadata=models.companions_metadata())
+    save_file({k: v.contiguous() for k, v in TinyVAE().state_dict().items()}, str(weights / models.VAE_FILE))
+    return weights
+
+
+@pytest.fixture
+def tower_calls(monkeypatch):
+    calls = []
+    monkeypatch.setattr(towers, "write_towers", lambda text, vision: calls.append((text, vision)))
+    return calls
+
+
+def test_install_copies_the_shipped_files_into_comfyuis_folders(shipped, tmp_path, tower_calls):
+    models_dir = tmp_path / "models"
+    installed = install_mini.install(models_dir, weights=shipped, log=lambda message: None)
+    assert installed == [models_dir / "univg" / "univg_mini_base.safetensors"]
+    assert (models_dir / "vae" / models.VAE_FILE).read_bytes() == (shipped / models.VAE_FILE).read_bytes()
+    assert tower_calls == [(models_dir / "text_encoders", models_dir / "clip_vision")]
+    before = installed[0].stat().st_mtime_ns
+    install_mini.install(models_dir, weights=shipped, log=lambda message: None)
+    assert installed[0].stat().st_mtime_ns == before  # the same content is kept, not copied again
+
+
+def test_a_damaged_or_missing_shipped_file_says_how_to_restore_it(shipped, tmp_path, tower_calls):
+    base = shipped / "univg_mini_base.safetensors"
+    base.write_bytes(base.read_bytes()[: base.stat().st_size // 2])
+    with pytest.raises(install_mini.MiniInstallError, match="univg_mini_base.safetensors is damaged .*git checkout"):
+        install_mini.install(tmp_path / "models", weights=shipped)
+    (shipped / models.VAE_FILE).unlink()
+    with pytest.raises(install_mini.MiniInstallError, match="missing .*train_mini"):
+        install_mini.install(tmp_path / "models", weights=shipped)
+    assert not tower_calls and not (tmp_path / "models").exists()
+
+
+
+def test_the_cli_reports_a_missing_file_with_exit_2(tmp_path, monkeypatch, capsys, tower_calls):
+    monkeypatch.setattr(install_mini, "WEIGHTS", tmp_path / "nothing")
+    assert install_mini.main(["--models", str(tmp_path / "models")]) == 2
+    assert "error: UniVG Mini's weights are missing" in capsys.readouterr().err
