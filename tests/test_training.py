@@ -199,6 +199,7 @@ def test_unreadable_and_short_clips_fail_before_training(workspace, tmp_path):
         ("animation", "base.safetensors", {"frames": 0}, "--frames must be in"),
         ("animation", "base.safetensors", {"out": "x.ckpt"}, "must name a .safetensors"),
         ("animation", "nothing.safetensors", {}, "no such file"),
+        ("animation", "base.safetensors", {"bgn": False, "t_n": 900}, "--no-bgn trains without a BGN window"),
     ],
 )
 def test_bad_settings_fail_before_training(workspace, task, init, changes, message):
@@ -341,6 +342,11 @@ def test_saved_files_load_with_their_task_settings(workspace):
         assert (loaded.family, loaded.prediction, loaded.config.unet.in_channels) == (family, prediction, channels)
         assert (loaded.config.bgn_t_m, loaded.config.bgn_t_n) == window
         assert loaded.metadata["univg.task"] == task and loaded.vae_state_dict and loaded.text_encoder_state_dict
+    # the ablation's no-BGN models: the task's channels and prediction, no window
+    out = train(options(workspace, "animation", "animation_no_bgn.safetensors", steps=1, bgn=False), log=QUIET)
+    loaded = load_checkpoint(out)
+    assert (loaded.family, loaded.config.unet.in_channels, loaded.config.bgn_t_m, loaded.config.bgn_t_n) == (
+        "univg_animation", 8, None, None)
     # a text-only init trains text-only, and its output has no image branch
     out = train(options(workspace, "animation", "from_t2v.safetensors", init=str(workspace / "t2v.safetensors"), steps=1),
                 log=QUIET)

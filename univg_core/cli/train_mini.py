@@ -5,7 +5,7 @@ F_A and F_SR of the ablation) through the pack's own training CLI.
     python -m univg_core.cli.train_mini                      # every stage; a finished stage is kept
     python -m univg_core.cli.train_mini --stages vae,base    # some of them
 
-Small weights go to --weights (the repository ships them); datasets, towers and training state
+Each stage keeps what an earlier run finished (delete a file to redo it). Small weights go to --weights (the repository ships them); datasets, towers and training state
 to --work (ignored by git)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "univg_core" / "mini" / "weights"
 VAE_FILE = models.VAE_FILE
 JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
-STAGES = ("world", "vae", "towers", "base")
+STAGES = ("world", "vae", "towers", "base", "animation", "sr", "animation_no_bgn", "sr_no_bgn")
 
 
 def _log(message: str) -> None:
@@ -109,6 +109,37 @@ def stage_base(args) -> None:
            image_tokens=False)
 
 
+def _base_file(args) -> Path:
+    path = args.weights / "univg_mini_base.safetensors"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} is missing: F_A and F_SR fine-tune from F_B; run the base stage first")
+    return path
+
+
+# F_A: text and the first frame's latent (concatenated), BGN 600/990 by default; F_SR: text only,
+# v-prediction on a zero-terminal-SNR schedule, BGN 0/700, at twice the size. Both fine-tune F_B.
+# F_A skips the CLIP image tokens on the CPU (seconds per clip); the first frame reaches it
+# through the concatenated latent.
+def stage_animation(args, bgn: bool = True) -> None:
+    name = "univg_mini_animation" + ("" if bgn else "_no_bgn") + ".safetensors"
+    _train(args, "animation", _base_file(args), "world64", args.weights / name, args.animation_steps, models.SIZE,
+           image_tokens=False, bgn=bgn)
+
+
+def stage_sr(args, bgn: bool = True) -> None:
+    name = "univg_mini_sr" + ("" if bgn else "_no_bgn") + ".safetensors"
+    _train(args, "sr", _base_file(args), "world128", args.weights / name, args.sr_steps, 2 * models.SIZE,
+           zero_terminal_snr=True, bgn=bgn)
+
+
+def stage_animation_no_bgn(args) -> None:
+    stage_animation(args, bgn=False)
+
+
+def stage_sr_no_bgn(args) -> None:
+    stage_sr(args, bgn=False)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m univg_core.cli.train_mini", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of: {', '.join(STAGES)}")
@@ -118,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-steps", type=int, default=4000, help="encoder and decoder together")
     parser.add_argument("--decoder-steps", type=int, default=2000, help="then the decoder alone, on whole frames")
     parser.add_argument("--base-steps", type=int, default=2000)
+    parser.add_argument("--animation-steps", type=int, default=800)
+    parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)

@@ -72,6 +72,7 @@ class TrainOptions:
     steps: int = _option(1000, "optimiser steps in total (a resumed run counts on)")
     lr: float = _option(1e-5, "AdamW learning rate")
     weight_decay: float = _option(1e-2, "AdamW weight decay")
+    bgn: bool = _option(True, "--no-bgn: animation / sr with the standard forward process (paper Table 3's ablation)")
     t_m: Optional[int] = _option(None, "BGN window start (animation 600, sr 0)")
     t_n: Optional[int] = _option(None, "BGN window end (animation 990, sr 700)")
     offset_noise: float = _option(0.1, "offset-noise strength (paper 4.1)")
@@ -120,6 +121,8 @@ def validate(options: TrainOptions) -> None:
         value = getattr(options, name)
         if value is not None and not 0 <= value <= 1:
             problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+    if not options.bgn and (options.t_m is not None or options.t_n is not None):
+        problems.append("--no-bgn trains without a BGN window; drop --t-m / --t-n")
     if options.ema_decay is not None and not 0 < options.ema_decay < 1:
         problems.append(f"--ema must be in (0, 1), got {options.ema_decay}")
     if not 0 <= options.offset_noise <= 1:
@@ -235,7 +238,7 @@ class EMA:
 
 
 def _signature(options: TrainOptions) -> dict:
-    keep = ("task", "image_tokens", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
+    keep = ("task", "image_tokens", "bgn", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
     return {name: getattr(options, name) for name in keep}
 
 
@@ -351,7 +354,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = lambda message: pr
     world = init_world(options.device)
     try:
         loaded = load_checkpoint(options.init, dtype=torch.float32, device="cpu")
-        window = bgn_window(spec, options.t_m, options.t_n, loaded.config.schedule.timesteps)
+        window = bgn_window(spec, options.t_m, options.t_n, loaded.config.schedule.timesteps) if options.bgn else None
         config = target_config(loaded.config, spec, window, options.zero_terminal_snr, options.init)
         use_image = uses_image_branch(spec, loaded) and options.image_tokens
         if world.is_main and spec.uses_image and not uses_image_branch(spec, loaded):
