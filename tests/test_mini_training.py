@@ -65,18 +65,20 @@ def mini_options(root, **changes) -> TrainOptions:
     return TrainOptions(**values)
 
 
-def test_a_mini_step_trains_with_tower_files_and_keeps_the_vae(mini_workspace):
-    out = train(mini_options(mini_workspace), log=QUIET)
+def test_a_mini_step_trains_with_tower_files(mini_workspace):
+    out = train(mini_options(mini_workspace, image_tokens=False), log=QUIET)
     loaded = load_checkpoint(out)
     assert loaded.config.family == "univg_base" and loaded.config.schedule.scale_factor == 0.7
     assert not loaded.vae_state_dict and not loaded.text_encoder_state_dict  # they stay in their own files
     cached = CachedClips(sorted((mini_workspace / "cache").glob("[0-9a-f]*.pt")), frames=4)
     item = cached[0]
-    assert item["latents"].shape == (4, 4, 8, 8) and item["image"].shape[-1] == 24 and item["text"].shape == (77, 32)
+    assert item["latents"].shape == (4, 4, 8, 8) and "image" not in item and item["text"].shape == (77, 32)
     trained = load_file(str(out))
     before = load_file(str(mini_workspace / "init.safetensors"))
     changed = [k for k in before if k.startswith("model.diffusion_model.") and not torch.equal(before[k], trained[k])]
     assert changed, "one training step changed no UNet weight"
+    silenced = [k for k in trained if "to_v_ip" in k]
+    assert silenced and all(not trained[k].any() for k in silenced)  # image tokens it never saw cannot reach it
 
 
 def test_a_missing_tower_file_is_named(mini_workspace):
@@ -104,3 +106,10 @@ def test_the_mini_base_configuration_and_its_starting_file(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.config == config and loaded.image_proj is not None
     assert not loaded.unet.out[2].weight.any()  # a fresh F_B's output layer starts at zero, as lvdm's
+
+
+def test_a_mini_step_with_image_tokens_caches_them(mini_workspace):
+    train(mini_options(mini_workspace, out=str(mini_workspace / "with_image.safetensors"),
+                       cache_dir=str(mini_workspace / "cache_image")), log=QUIET)
+    cached = CachedClips(sorted((mini_workspace / "cache_image").glob("[0-9a-f]*.pt")), frames=4)
+    assert cached[0]["image"].shape[-1] == 24  # the tiny vision tower's width

@@ -11,6 +11,7 @@ to --work (ignored by git)."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -85,10 +86,13 @@ def stage_towers(args) -> None:
 
 
 def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: int, **changes) -> None:
+    """One run of the training CLI's loop; it writes (and resumes) in --work, and the finished
+    file is copied to `out`."""
     if out.is_file():
         return
+    run_out = args.work / "runs" / out.name
     options = TrainOptions(
-        task=task, init=str(init), data=str(args.work / data), out=str(out),
+        task=task, init=str(init), data=str(args.work / data), out=str(run_out),
         vae=str(args.work / JOINT_VAE_FILE), text_encoder=str(args.work / "towers" / towers.TEXT_FILE),
         image_encoder=str(args.work / "towers" / towers.VISION_FILE),
         frames=models.FRAMES, height=size, width=size, batch_size=args.batch_size, steps=steps, lr=args.lr,
@@ -97,6 +101,8 @@ def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: 
     )
     start = time.monotonic()
     train(options, log=_log)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_out, out)
     _log(f"{out.name}: {steps} steps in {(time.monotonic() - start) / 60:.1f} min")
 
 

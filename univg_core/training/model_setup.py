@@ -80,10 +80,13 @@ def target_config(init: ModelConfig, spec: TaskSpec, window, zero_terminal_snr: 
 IMAGE_BRANCH_PARAMETERS = ("to_k_ip.", "to_v_ip.", ".alpha")
 
 
-def build_network(loaded: LoadedCheckpoint, config: ModelConfig, uses_image: bool) -> TrainedNetwork:
+def build_network(loaded: LoadedCheckpoint, config: ModelConfig, uses_image: bool,
+                  silence_image_branch: bool = False) -> TrainedNetwork:
     """The trainable module. Where the task trains without image tokens (sr), the image branch
     (Resampler, to_k_ip/to_v_ip, alpha) is kept but frozen: the weights stay in the file and
-    DDP sees no parameter without a gradient."""
+    DDP sees no parameter without a gradient. `silence_image_branch` also zeroes to_v_ip, so the
+    result ignores image tokens it never learned to read (and a later image fine-tune starts
+    from the text-only model)."""
     unet = expand_input_channels(loaded.unet.float(), config.unet.in_channels)
     unet.config = config.unet
     image_proj = loaded.image_proj.float() if loaded.image_proj is not None else None
@@ -92,6 +95,9 @@ def build_network(loaded: LoadedCheckpoint, config: ModelConfig, uses_image: boo
         for name, parameter in model.named_parameters():
             if name.startswith("image_proj.") or any(part in name for part in IMAGE_BRANCH_PARAMETERS):
                 parameter.requires_grad_(False)
+                if silence_image_branch and "to_v_ip." in name:
+                    with torch.no_grad():
+                        parameter.zero_()
     return model
 
 

@@ -62,7 +62,8 @@ class TrainOptions:
         None, "CLIP vision tower in its own file (OpenCLIP layout, visual.*); default: the --init file's"
     )
     image_tokens: bool = _option(
-        True, "feed the CLIP image tokens (--no-image-tokens: train text-only, the image branch kept and frozen)"
+        True, "feed the CLIP image tokens (--no-image-tokens: train text-only; the image branch is frozen and "
+        "silenced, to_v_ip = 0, so the model ignores image tokens)"
     )
     frames: int = _option(16, "frames per training clip (8-24 typical)")
     height: int = _option(320, "pixels")
@@ -262,6 +263,7 @@ def save_state(path: Path, model_state: dict, optimizer_state: dict, ema: Option
         "model": model_state, "optimizer": optimizer_state, "ema": ema.full() if ema else None,
     }
     partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, partial)
     os.replace(partial, path)
 
@@ -367,7 +369,7 @@ def train(options: TrainOptions, log: Callable[[str], None] = lambda message: pr
 
 def _run(options, world, loaded, spec, window, config, use_image, clips, log) -> Path:
     torch.manual_seed(options.seed)
-    model = build_network(loaded, config, use_image).to(world.device).train()
+    model = build_network(loaded, config, use_image, silence_image_branch=not options.image_tokens).to(world.device).train()
     model.unet.gradient_checkpointing = options.gradient_checkpointing
     set_network_dropout(model, options.dropout)
     alphas_cumprod = alphas_cumprod_for(config.schedule)
