@@ -12,7 +12,7 @@ import pytest
 from univg_core.cli.install_mini import WEIGHTS
 from univg_core.mini import models, towers
 from univg_core.mini.detector import detect
-from univg_core.mini.render import MiniTextToVideo, load_mini_vae
+from univg_core.mini.render import MiniRenderer, load_mini_vae
 from univg_core.mini.train_vae import heldout_psnr
 from univg_core.mini.world import caption_for
 
@@ -37,21 +37,21 @@ SEEDS = (0, 1)
 
 
 @pytest.fixture(scope="module")
-def text_to_video():
+def renderer():
     text_file, _ = towers.write_towers(TOWERS, TOWERS)  # kept when already built
-    return MiniTextToVideo(BASE, text_file, WEIGHTS / models.VAE_FILE)
+    return MiniRenderer(text_file, WEIGHTS / models.VAE_FILE)
 
 
 def test_the_shipped_vae_reconstructs_held_out_frames():
     assert heldout_psnr(load_mini_vae(WEIGHTS / models.VAE_FILE)) >= 30.0
 
 
-def test_text_to_video_draws_the_captions_colour_moving_its_way(text_to_video):
+def test_text_to_video_draws_the_captions_colour_moving_its_way(renderer):
     rows, passed = [], 0
     for shape, colour, motion, background in CAPTIONS:
         caption = caption_for(shape, colour, motion, background)
         for seed in SEEDS:
-            found = detect(text_to_video.render(caption, seed))
+            found = detect(renderer.text_to_video(BASE, caption, seed))
             ok = found.matches(colour=colour, motion=motion)
             passed += ok
             rows.append(f"{caption!r} seed {seed}: {found.colour} {found.shape} {found.motion} {'ok' if ok else 'MISS'}")

@@ -112,7 +112,7 @@ def stage_base(args) -> None:
         models.write_base_init(init, vae_scale_factor(args.work), seed=args.seed)
     # text first: CLIP-vision tokens of every clip cost seconds each on a CPU (the image stage comes after)
     _train(args, "base", init, "world64", args.weights / "univg_mini_base.safetensors", args.base_steps, models.SIZE,
-           image_tokens=False)
+           image_tokens=False, prediction="v")
 
 
 def _base_file(args) -> Path:
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=int, default=1000, help="clips per training set")
     parser.add_argument("--vae-steps", type=int, default=4000, help="encoder and decoder together")
     parser.add_argument("--decoder-steps", type=int, default=2000, help="then the decoder alone, on whole frames")
-    parser.add_argument("--base-steps", type=int, default=2000)
+    parser.add_argument("--base-steps", type=int, default=2500)
     parser.add_argument("--animation-steps", type=int, default=800)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -1,6 +1,6 @@
 """Render UniVG Mini videos with the core pipeline alone (no ComfyUI): the evaluation and the
-tests score what the trained models do with these, and the nodes render the same maths
-through ComfyUI's loaders."""
+tests score what the trained models do with these; the nodes render the same maths through
+ComfyUI's loaders. Frames in and out are uint8 [T, H, W, 3]."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ..checkpoints import load_checkpoint
+from ..checkpoints import LoadedCheckpoint, load_checkpoint
 from ..diffusion import pipelines
 from ..diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from ..diffusion.schedule import alphas_cumprod_for
@@ -25,16 +25,28 @@ def load_mini_vae(path: str | Path) -> TinyVAE:
     return vae.eval().requires_grad_(False)
 
 
-class MiniTextToVideo:
-    """F_B text-to-video: `render(caption, seed)` -> uint8 frames [T, H, W, 3]."""
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float [T, 3, H, W] in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255
 
-    def __init__(self, base: str | Path, text_encoder: str | Path, vae: str | Path):
-        self.model = load_checkpoint(base, dtype=torch.float32, device="cpu")
-        text_state = {"model." + key: value for key, value in load_file(str(text_encoder)).items()}
-        self.text = load_text_tower(text_state)
+
+def to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    return (pixels.clamp(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+
+
+class MiniRenderer:
+    """F_B text-to-video, F_A animation and F_SR super-resolution of UniVG Mini files."""
+
+    def __init__(self, text_encoder: str | Path, vae: str | Path):
+        self.text = load_text_tower({"model." + key: value for key, value in load_file(str(text_encoder)).items()})
         self.vae = load_mini_vae(vae)
-        self.alphas_cumprod = alphas_cumprod_for(self.model.config.schedule)
+        self._models: dict[str, LoadedCheckpoint] = {}
         self._tokens: dict[str, torch.Tensor] = {}
+
+    def model(self, path: str | Path) -> LoadedCheckpoint:
+        if str(path) not in self._models:
+            self._models[str(path)] = load_checkpoint(path, dtype=torch.float32, device="cpu")
+        return self._models[str(path)]
 
     def tokens(self, caption: str) -> torch.Tensor:
         if caption not in self._tokens:
@@ -42,25 +54,55 @@ class MiniTextToVideo:
                 self._tokens[caption] = self.text(tokenize([caption]))
         return self._tokens[caption]
 
-    @torch.no_grad()
-    def latents(self, caption: str, seed: int, frames: int = 8, size: int = 64, steps: int = 25,
-                text_weight: float = 7.5, negative: str = "", fps: Optional[int] = None) -> torch.Tensor:
-        config = self.model.config
+    def _denoiser(self, model: LoadedCheckpoint, caption: str, text_weight: float, negative: str = ""):
         conditions = {"null": Condition(self.tokens(negative)), "text": Condition(self.tokens(caption))}
-        model_fn = unet_model_fn(self.model.unet, fs=fps or config.unet.default_fs)
-        denoise = make_guided_denoiser(model_fn, "multi", conditions, w_text=text_weight, w_image=0.0,
-                                       guidance_rescale=config.guidance_rescale)
-        shape = (1, config.unet.in_channels, frames, size // 8, size // 8)
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-        return pipelines.generate(denoise, shape, self.alphas_cumprod, config.prediction, steps=steps, sampler="ddim",
-                                  spacing=config.schedule.timestep_spacing, initial_noise=noise)
+        model_fn = unet_model_fn(model.unet, fs=model.config.unet.default_fs)
+        return make_guided_denoiser(model_fn, "multi", conditions, w_text=text_weight, w_image=0.0,
+                                    guidance_rescale=model.config.guidance_rescale)
+
+    def encode(self, model: LoadedCheckpoint, pixels: torch.Tensor) -> torch.Tensor:
+        """[T, 3, H, W] in [0, 1] -> model latents [T, C, H/8, W/8]."""
+        return self.vae.encode(pixels) * model.config.schedule.scale_factor
+
+    def decode(self, model: LoadedCheckpoint, latents: torch.Tensor) -> np.ndarray:
+        """[1, C, T, h, w] model latents -> uint8 frames."""
+        return to_uint8(self.vae.decode(latents[0].transpose(0, 1) / model.config.schedule.scale_factor))
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """[1, C, T, h, w] model latents -> uint8 [T, H, W, 3]."""
-        frames = latents[0].transpose(0, 1) / self.model.config.schedule.scale_factor
-        pixels = self.vae.decode(frames).clamp(0, 1)
-        return (pixels.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    def text_to_video(self, base: str | Path, caption: str, seed: int, frames: int = 8, size: int = 64,
+                      steps: int = 25, text_weight: float = 7.5) -> np.ndarray:
+        model = self.model(base)
+        shape = (1, model.config.unet.in_channels, frames, size // 8, size // 8)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        latents = pipelines.generate(self._denoiser(model, caption, text_weight), shape, alphas_cumprod_for(model.config.schedule),
+                                     model.config.prediction, steps=steps, sampler="ddim",
+                                     spacing=model.config.schedule.timestep_spacing, initial_noise=noise)
+        return self.decode(model, latents)
 
-    def render(self, caption: str, seed: int, **options) -> np.ndarray:
-        return self.decode(self.latents(caption, seed, **options))
+    @torch.no_grad()
+    def animate(self, animation: str | Path, first_frame: np.ndarray, caption: str, seed: int, frames: int = 8,
+                steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None) -> np.ndarray:
+        """first_frame: uint8 [H, W, 3]; sampling starts from the BGN condition at t_n (default:
+        the model's window, or 990 for a model trained without BGN)."""
+        model = self.model(animation)
+        first_latent = self.encode(model, to_pixels(first_frame[None]))
+        t_n = t_n if t_n is not None else (model.config.bgn_t_n or 990)
+        t_m = min(model.config.bgn_t_m or 0, t_n - 1)
+        latents = pipelines.animate(self._denoiser(model, caption, text_weight), first_latent, frames,
+                                    alphas_cumprod_for(model.config.schedule), model.config.prediction, steps=steps,
+                                    t_m=t_m, t_n=t_n, sampler="ddim", generator=torch.Generator().manual_seed(seed))
+        return self.decode(model, latents)
+
+    @torch.no_grad()
+    def super_resolve(self, sr: str | Path, low_res: np.ndarray, caption: str, seed: int, steps: int = 7,
+                      strength: float = 0.7, text_weight: float = 7.5) -> np.ndarray:
+        """low_res: uint8 [T, h, w, 3] -> uint8 [T, 2h, 2w, 3]."""
+        model = self.model(sr)
+        pixels = to_pixels(low_res)
+        latents = pipelines.super_resolve(
+            self._denoiser(model, caption, text_weight), lambda frames: self.encode(model, frames), None, pixels,
+            alphas_cumprod_for(model.config.schedule), model.config.prediction, height=2 * pixels.shape[2],
+            width=2 * pixels.shape[3], strength=strength, steps=steps, tile=None,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return self.decode(model, latents)

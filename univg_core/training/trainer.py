@@ -13,6 +13,7 @@ is exact with --dropout 0."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -76,6 +77,9 @@ class TrainOptions:
     bgn: bool = _option(True, "--no-bgn: animation / sr with the standard forward process (paper Table 3's ablation)")
     t_m: Optional[int] = _option(None, "BGN window start (animation 600, sr 0)")
     t_n: Optional[int] = _option(None, "BGN window end (animation 990, sr 700)")
+    prediction: Optional[str] = _option(
+        None, "what the network predicts (default: the task's: base and animation eps, sr v)", choices=("eps", "v")
+    )
     offset_noise: float = _option(0.1, "offset-noise strength (paper 4.1)")
     zero_terminal_snr: bool = _option(False, "rescale the schedule to zero terminal SNR")
     text_dropout: Optional[float] = _option(None, "default: base 0.5, animation 0.1, sr 0.1")
@@ -128,6 +132,8 @@ def validate(options: TrainOptions) -> None:
         problems.append(f"--ema must be in (0, 1), got {options.ema_decay}")
     if not 0 <= options.offset_noise <= 1:
         problems.append(f"--offset-noise must be in [0, 1], got {options.offset_noise}")
+    if options.prediction not in (None, "eps", "v"):
+        problems.append(f"--prediction must be eps or v, got {options.prediction!r}")
     if options.precision not in ("auto", "bf16", "fp32"):
         problems.append(f"--precision must be auto, bf16 or fp32, got {options.precision!r}")
     if options.save_dtype not in SAVE_DTYPES:
@@ -239,7 +245,7 @@ class EMA:
 
 
 def _signature(options: TrainOptions) -> dict:
-    keep = ("task", "image_tokens", "bgn", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
+    keep = ("task", "prediction", "image_tokens", "bgn", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
     return {name: getattr(options, name) for name in keep}
 
 
@@ -351,6 +357,8 @@ def train(options: TrainOptions, log: Callable[[str], None] = lambda message: pr
     """Run (or resume) a fine-tune; returns the written `.safetensors`."""
     validate(options)
     spec = TASKS[options.task]
+    if options.prediction is not None:
+        spec = dataclasses.replace(spec, prediction=options.prediction)
     if not Path(options.init).is_file():
         raise TrainingSetupError(f"--init {options.init}: no such file")
     world = init_world(options.device)
