@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "univg_core" / "mini" / "weights"
 VAE_FILE = models.VAE_FILE
 JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
+DECODER_VAE_FILE = "vae_decoder.safetensors"
 STAGES = ("world", "vae", "towers", "base", "animation", "sr", "animation_no_bgn", "sr_no_bgn")
 
 
@@ -51,10 +52,9 @@ def _save_vae(vae, path: Path, metadata: dict) -> None:
 
 
 def stage_vae(args) -> None:
-    """Encoder and decoder together, then the decoder alone for longer: the latents the UNets
-    learn come from the first part's encoder, which the second leaves as it is."""
-    from safetensors.torch import load_file
-
+    """Encoder and decoder together, then the decoder alone on whole frames, then on noisy
+    latents: the latents the UNets learn come from the first part's encoder, which the others
+    leave as it is."""
     joint = args.work / JOINT_VAE_FILE
     if not joint.is_file():
         vae = train_vae(VAETrainOptions(steps=args.vae_steps, seed=args.seed), log=_log)
@@ -62,16 +62,33 @@ def stage_vae(args) -> None:
             scale = models.latent_scale_factor(vae.encode(render_pool(64, args.seed, models.SIZE)))
         _log(f"VAE (encoder and decoder): held-out PSNR {heldout_psnr(vae):.2f} dB, latent scale factor {scale}")
         _save_vae(vae, joint, {"univg.scale_factor": str(scale)})
+    decoder = args.work / DECODER_VAE_FILE
+    if not decoder.is_file():
+        vae = _load_vae(joint)
+        options = VAETrainOptions(steps=args.decoder_steps, seed=args.seed, decoder_only=True, crop=64)
+        vae = train_vae(options, log=_log, start=vae)
+        _log(f"VAE decoder on whole frames: held-out PSNR {heldout_psnr(vae):.2f} dB")
+        _save_vae(vae, decoder, {})
     path = args.weights / VAE_FILE
     if path.is_file():
         return
-    vae = TinyVAE()
-    vae.load_state_dict(load_file(str(joint)))
-    options = VAETrainOptions(steps=args.decoder_steps, seed=args.seed, decoder_only=True, crop=64)
-    vae = train_vae(options, log=_log, start=vae)
+    # the UNets' latents are off by a few tenths of their unit scale: a decoder trained only on exact
+    # latents turned an error of 0.1 into scattered blobs, so it learns to read noisy ones
+    scale = vae_scale_factor(args.work)
+    options = VAETrainOptions(steps=args.noisy_decoder_steps, seed=args.seed, decoder_only=True, crop=64,
+                              latent_noise=args.decoder_latent_noise / scale)
+    vae = train_vae(options, log=_log, start=_load_vae(decoder))
     psnr = heldout_psnr(vae)
-    _log(f"VAE decoder: held-out PSNR {psnr:.2f} dB")
-    _save_vae(vae.half(), path, {"univg.scale_factor": str(vae_scale_factor(args.work)), "univg.heldout_psnr": f"{psnr:.2f}"})
+    _log(f"VAE decoder on noisy latents: held-out PSNR {psnr:.2f} dB")
+    _save_vae(vae.half(), path, {"univg.scale_factor": str(scale), "univg.heldout_psnr": f"{psnr:.2f}"})
+
+
+def _load_vae(path: Path) -> TinyVAE:
+    from safetensors.torch import load_file
+
+    vae = TinyVAE()
+    vae.load_state_dict(load_file(str(path)))
+    return vae
 
 
 def vae_scale_factor(work: Path) -> float:
@@ -155,6 +172,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-steps", type=int, default=4000, help="encoder and decoder together")
     parser.add_argument("--decoder-steps", type=int, default=2000, help="then the decoder alone, on whole frames")
     parser.add_argument("--base-steps", type=int, default=2500)
+    parser.add_argument("--noisy-decoder-steps", type=int, default=600, help="then on noisy latents")
+    parser.add_argument("--decoder-latent-noise", type=float, default=0.3,
+                        help="most latent noise the decoder learns to read, in units of the scaled latents")
     parser.add_argument("--animation-steps", type=int, default=800)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -29,6 +29,9 @@ class VAETrainOptions:
     pool_clips: int = 600  # clips rendered once and sampled from
     log_every: int = 100
     decoder_only: bool = False  # fine-tune the decoder of `start`: its latents (what the UNets learn) stay
+    # decoder_only: each latent gets Gaussian noise of a std drawn from [0, latent_noise] (raw latent units), so
+    # the decoder reads a diffusion model's slightly-off latents as the frame they are close to
+    latent_noise: float = 0.0
 
 
 def render_pool(count: int, seed: int, size: int, frames: int = 8) -> torch.Tensor:
@@ -74,6 +77,9 @@ def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = p
         if options.decoder_only:
             with torch.no_grad():
                 latents = vae.encode(batch)
+                if options.latent_noise:
+                    strength = torch.rand(len(latents), 1, 1, 1, generator=generator) * options.latent_noise
+                    latents = latents + strength * torch.randn(latents.shape, generator=generator)
             reconstruction = vae.decode(latents)
         else:
             reconstruction = vae(batch)
