@@ -147,6 +147,7 @@ def _duration_ms(host, run) -> int:
     with Image.open(host.output_dir / item["subfolder"] / item["filename"]) as image:
         for index in range(image.n_frames):
             image.seek(index)
+            image.load()  # Pillow reads a frame's duration when it decodes it
             total += image.info["duration"]
     return total
 

@@ -22,11 +22,11 @@ if ROOT not in sys.path:
 
 from univg_core.checkpoints import checkpoint_state_dict, save_checkpoint  # noqa: E402
 from univg_core.configs import get_preset  # noqa: E402
+from univg_core.mini import towers  # noqa: E402
 from univg_core.models.image_proj import Resampler  # noqa: E402
 from univg_core.models.unet3d import UNet3D  # noqa: E402
 
-TEXT_WIDTH, TEXT_LAYERS, VOCAB = 1024, 24, 49408
-VISION_WIDTH, VISION_LAYERS, PATCH, TOKENS = 1280, 32, 14, 257
+TEXT_WIDTH, VISION_WIDTH = towers.TEXT_WIDTH, towers.VISION_WIDTH
 
 
 def demo_config(family: str):
@@ -69,47 +69,14 @@ def _pattern(shape, generator: torch.Generator, dtype) -> torch.Tensor:
     return block.repeat(repeats)[offset : offset + count].view(shape)
 
 
-def _open_clip_blocks(prefix: str, width: int, layers: int) -> dict:
-    shapes = {}
-    for i in range(layers):
-        block = f"{prefix}transformer.resblocks.{i}."
-        shapes.update({
-            block + "ln_1.weight": (width,), block + "ln_1.bias": (width,),
-            block + "attn.in_proj_weight": (3 * width, width), block + "attn.in_proj_bias": (3 * width,),
-            block + "attn.out_proj.weight": (width, width), block + "attn.out_proj.bias": (width,),
-            block + "ln_2.weight": (width,), block + "ln_2.bias": (width,),
-            block + "mlp.c_fc.weight": (4 * width, width), block + "mlp.c_fc.bias": (4 * width,),
-            block + "mlp.c_proj.weight": (width, 4 * width), block + "mlp.c_proj.bias": (width,),
-        })
-    return shapes
-
-
 def text_tower_shapes() -> dict:
     """`cond_stage_model.model.*`: OpenCLIP ViT-H/14's text transformer (SD2's text encoder)."""
-    prefix = "cond_stage_model.model."
-    shapes = _open_clip_blocks(prefix, TEXT_WIDTH, TEXT_LAYERS)
-    shapes.update({
-        prefix + "positional_embedding": (77, TEXT_WIDTH),
-        prefix + "token_embedding.weight": (VOCAB, TEXT_WIDTH),
-        prefix + "ln_final.weight": (TEXT_WIDTH,), prefix + "ln_final.bias": (TEXT_WIDTH,),
-        prefix + "text_projection": (TEXT_WIDTH, TEXT_WIDTH),
-    })
-    return shapes
+    return towers.text_tower_shapes("cond_stage_model.model.")
 
 
 def vision_tower_shapes() -> dict:
     """`embedder.model.visual.*`: OpenCLIP ViT-H/14's vision transformer."""
-    prefix = "embedder.model.visual."
-    shapes = _open_clip_blocks(prefix, VISION_WIDTH, VISION_LAYERS)
-    shapes.update({
-        prefix + "class_embedding": (VISION_WIDTH,),
-        prefix + "positional_embedding": (TOKENS, VISION_WIDTH),
-        prefix + "conv1.weight": (VISION_WIDTH, 3, PATCH, PATCH),
-        prefix + "ln_pre.weight": (VISION_WIDTH,), prefix + "ln_pre.bias": (VISION_WIDTH,),
-        prefix + "ln_post.weight": (VISION_WIDTH,), prefix + "ln_post.bias": (VISION_WIDTH,),
-        prefix + "proj": (VISION_WIDTH, 1024),
-    })
-    return shapes
+    return towers.vision_tower_shapes("embedder.model.visual.")
 
 
 def _resnet(prefix: str, channels_in: int, channels_out: int) -> dict:
