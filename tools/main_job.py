@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"No checkpoint of yours in {folder}: rendering with UniVG Mini, the small model this pack trains "
               "on a world of coloured shapes (it knows 3 shapes, 5 colours, 3 backgrounds, 5 motions). "
-              + HELP.format(folder=folder).replace("Put", "To render with a real model, put"))
+              "To render with a real model: " + HELP.format(folder=folder))
         try:
             install(MODELS)
         except MiniInstallError as error:

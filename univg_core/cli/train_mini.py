@@ -5,8 +5,9 @@ F_A and F_SR of the ablation) through the pack's own training CLI.
     python -m univg_core.cli.train_mini                      # every stage; a finished stage is kept
     python -m univg_core.cli.train_mini --stages vae,base    # some of them
 
-Each stage keeps what an earlier run finished (delete a file to redo it). Small weights go to --weights (the repository ships them); datasets, towers and training state
-to --work (ignored by git)."""
+Each stage keeps what an earlier run finished (delete a file to redo it). Small weights go to
+--weights (the repository ships them); datasets, towers and training state to --work (ignored
+by git)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import torch
 
 from ..mini import models, towers
 from ..mini.dataset import write_dataset
-from ..mini.tiny_vae import TinyVAE
+from ..mini.tiny_vae import load_tiny_vae
 from ..mini.train_vae import VAETrainOptions, heldout_psnr, render_pool, train_vae
 from ..training.trainer import TrainOptions, train
 
@@ -64,7 +65,7 @@ def stage_vae(args) -> None:
         _save_vae(vae, joint, {"univg.scale_factor": str(scale)})
     decoder = args.work / DECODER_VAE_FILE
     if not decoder.is_file():
-        vae = _load_vae(joint)
+        vae = load_tiny_vae(joint)
         options = VAETrainOptions(steps=args.decoder_steps, seed=args.seed, decoder_only=True, crop=64)
         vae = train_vae(options, log=_log, start=vae)
         _log(f"VAE decoder on whole frames: held-out PSNR {heldout_psnr(vae):.2f} dB")
@@ -77,18 +78,10 @@ def stage_vae(args) -> None:
     scale = vae_scale_factor(args.work)
     options = VAETrainOptions(steps=args.noisy_decoder_steps, seed=args.seed, decoder_only=True, crop=64,
                               latent_noise=args.decoder_latent_noise / scale)
-    vae = train_vae(options, log=_log, start=_load_vae(decoder))
+    vae = train_vae(options, log=_log, start=load_tiny_vae(decoder))
     psnr = heldout_psnr(vae)
     _log(f"VAE decoder on noisy latents: held-out PSNR {psnr:.2f} dB")
     _save_vae(vae.half(), path, {"univg.scale_factor": str(scale), "univg.heldout_psnr": f"{psnr:.2f}"})
-
-
-def _load_vae(path: Path) -> TinyVAE:
-    from safetensors.torch import load_file
-
-    vae = TinyVAE()
-    vae.load_state_dict(load_file(str(path)))
-    return vae
 
 
 def vae_scale_factor(work: Path) -> float:

@@ -16,13 +16,11 @@ from ..diffusion import pipelines
 from ..diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from ..diffusion.schedule import alphas_cumprod_for
 from ..training.clip_towers import load_text_tower, tokenize
-from .tiny_vae import TinyVAE
+from .tiny_vae import TinyVAE, load_tiny_vae
 
 
 def load_mini_vae(path: str | Path) -> TinyVAE:
-    vae = TinyVAE()
-    vae.load_state_dict({key: value.float() for key, value in load_file(str(path)).items()})
-    return vae.eval().requires_grad_(False)
+    return load_tiny_vae(path).requires_grad_(False)
 
 
 def to_pixels(frames: np.ndarray) -> torch.Tensor:

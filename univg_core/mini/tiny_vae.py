@@ -73,3 +73,12 @@ class TinyVAE(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(pixels))
+
+
+def load_tiny_vae(path) -> TinyVAE:
+    """A TinyVAE from its .safetensors (any stored dtype), in float32 and eval mode."""
+    from safetensors.torch import load_file
+
+    vae = TinyVAE()
+    vae.load_state_dict({key: value.float() for key, value in load_file(str(path)).items()})
+    return vae.eval()

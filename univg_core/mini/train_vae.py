@@ -65,7 +65,7 @@ def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = p
     """Train a fresh VAE, or go on from `start` (with decoder_only, its encoder is frozen)."""
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed + (1 if start is not None else 0))
-    vae = start.train() if start is not None else TinyVAE()
+    vae = start.train().requires_grad_(True) if start is not None else TinyVAE()
     if options.decoder_only:
         vae.taesd_encoder.requires_grad_(False)
     pool = render_pool(options.pool_clips, options.seed, options.frame_size)
