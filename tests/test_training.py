@@ -276,6 +276,19 @@ def test_resume_continues_where_a_crash_stopped(workspace, monkeypatch):
         train(other, log=QUIET)
 
 
+def test_averaging_switched_on_at_resume_starts_from_the_resumed_weights(workspace):
+    plain = train(options(workspace, "animation", "two_steps.safetensors", steps=2), log=QUIET)
+    later = options(workspace, "animation", "two_steps.safetensors", steps=3, ema_decay=1 - 1e-9)
+    Path(later.out).rename(Path(later.out).with_name("plain.safetensors"))
+    averaged = train(later, log=QUIET)
+    at_two, after, init = (load_file(str(Path(plain).with_name("plain.safetensors"))), load_file(str(averaged)),
+                           load_file(str(workspace / "base.safetensors")))
+    moved = [key for key in at_two if key in init and not torch.equal(at_two[key], init[key].to(at_two[key].dtype))]
+    assert moved, "two steps of training changed no weight"
+    for key in at_two:
+        torch.testing.assert_close(after[key], at_two[key], rtol=0, atol=1e-6, msg=key)
+
+
 def _distributed_args(workspace: Path) -> list[str]:
     return ["--task", "sr", "--init", str(workspace / "base.safetensors"), "--data", str(workspace / "data"),
             "--frames", "4", "--height", "64", "--width", "64", "--max-frames", "12", "--steps", "2",

@@ -95,34 +95,44 @@ def stage_towers(args) -> None:
     towers.write_towers(args.work / "towers", args.work / "towers")
 
 
-def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: int, **changes) -> None:
+def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: int, publish: bool = True,
+           **changes) -> None:
     """One run of the training CLI's loop; it writes (and resumes) in --work, and the finished
-    file is copied to `out`."""
+    file is copied to `out` (`publish`; an earlier phase of the same run leaves it to the last)."""
     if out.is_file():
         return
     run_out = args.work / "runs" / out.name
+    changes = {"lr": args.lr, **changes}
     options = TrainOptions(
         task=task, init=str(init), data=str(args.work / data), out=str(run_out),
         vae=str(args.work / JOINT_VAE_FILE), text_encoder=str(args.work / "towers" / towers.TEXT_FILE),
         image_encoder=str(args.work / "towers" / towers.VISION_FILE),
-        frames=models.FRAMES, height=size, width=size, batch_size=args.batch_size, steps=steps, lr=args.lr,
+        frames=models.FRAMES, height=size, width=size, batch_size=args.batch_size, steps=steps,
         weight_decay=0.0, gradient_checkpointing=False, dropout=0.0, save_every=100, seed=args.seed,
         cache_dir=str(args.work / "cache" / data), log_every=20, **changes,
     )
     start = time.monotonic()
     train(options, log=_log)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_out, out)
-    _log(f"{out.name}: {steps} steps in {(time.monotonic() - start) / 60:.1f} min")
+    _log(f"{out.name}: up to step {steps} in {(time.monotonic() - start) / 60:.1f} min")
+    if publish:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_out, out)
 
 
 def stage_base(args) -> None:
     init = args.work / "base_init.safetensors"
     if not init.is_file():
         models.write_base_init(init, vae_scale_factor(args.work), seed=args.seed)
-    # text first: CLIP-vision tokens of every clip cost seconds each on a CPU (the image stage comes after)
-    _train(args, "base", init, "world64", args.weights / "univg_mini_base.safetensors", args.base_steps, models.SIZE,
-           image_tokens=False, prediction="v")
+    # Text only: CLIP-vision tokens of every clip cost seconds each on a CPU. Two phases of one
+    # run: the paper's text dropout (0.5, which leaves F_B able to follow an image alone), then,
+    # since no image ever comes in this stage, text dropout 0.1 (as F_A's) with an EMA of the
+    # weights (the shipped file holds the EMA): after the first phase, samples ignored the caption's
+    # colour and drew each frame on its own.
+    out = args.weights / "univg_mini_base.safetensors"
+    common = dict(image_tokens=False, prediction="v", lr=args.base_lr)
+    _train(args, "base", init, "world64", out, args.base_steps, models.SIZE, publish=False, **common)
+    _train(args, "base", init, "world64", out, args.base_steps + args.base_ema_steps, models.SIZE,
+           ema_decay=args.base_ema, text_dropout=0.1, **common)
 
 
 def _base_file(args) -> Path:
@@ -164,14 +174,18 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=int, default=1000, help="clips per training set")
     parser.add_argument("--vae-steps", type=int, default=4000, help="encoder and decoder together")
     parser.add_argument("--decoder-steps", type=int, default=2000, help="then the decoder alone, on whole frames")
-    parser.add_argument("--base-steps", type=int, default=2500)
+    parser.add_argument("--base-steps", type=int, default=4000, help="F_B's first phase (text dropout 0.5)")
+    parser.add_argument("--base-ema-steps", type=int, default=6000,
+                        help="F_B's second phase (text dropout 0.1, EMA of the weights)")
+    parser.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of F_B's second phase")
+    parser.add_argument("--base-lr", type=float, default=4e-4)
     parser.add_argument("--noisy-decoder-steps", type=int, default=600, help="then on noisy latents")
     parser.add_argument("--decoder-latent-noise", type=float, default=0.3,
                         help="most latent noise the decoder learns to read, in units of the scaled latents")
     parser.add_argument("--animation-steps", type=int, default=800)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=2e-4, help="F_A and F_SR (fine-tuned from F_B)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]

@@ -397,6 +397,8 @@ def _run(options, world, loaded, spec, window, config, use_image, clips, log) ->
         restore_state(wrapped, optimizer, state["model"], state["optimizer"])
         if ema is not None and state["ema"] is not None:
             ema.load(state["ema"], model)
+        elif ema is not None:  # a run that starts averaging on resume averages from the resumed weights
+            ema = EMA(model, options.ema_decay)
         start = int(state["step"])
         if world.is_main:
             log(f"resumed from {state_path} at step {start}")
