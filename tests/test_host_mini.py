@@ -117,20 +117,13 @@ def mini_renders(host, tower_files):
 
     from univg_core.cli.install_mini import install
     from test_host import saved_frames
+    from tools.mini_workflows import apply_mini
 
     install(host.base / "models", log=lambda message: None)  # the towers are there already: kept
     template = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "api" / "text_to_video.json").read_text())
     renders = []
     for shape, colour, motion, background in CAPTIONS:
-        api = json.loads(json.dumps(template))
-        for node in api.values():
-            inputs = node["inputs"]
-            if node["class_type"] == "UniVGCheckpointLoader":
-                inputs["ckpt_name"] = "univg_mini_base.safetensors"
-            if node["class_type"] == "UniVGBaseSampler":
-                inputs.update(width=64, height=64, frames=8, steps=25)
-            if node["_meta"]["title"] == "Positive prompt":
-                inputs["text"] = caption_for(shape, colour, motion, background)
+        api = apply_mini(template, "text_to_video", caption_for(shape, colour, motion, background))
         run = host.run(api)
         renders.append((run, np.stack(saved_frames(host, run)) if run.success else None))
     return renders

@@ -105,3 +105,17 @@ def test_dataset_is_what_the_training_cli_reads(tmp_path):
     assert np.abs(decoded - render(specs[0], 64)).max() <= 0.5  # lossless
     truth = read_truth(tmp_path / "world")
     assert truth[0]["caption"] == specs[0].caption and len(truth[0]["centres"]) == 8
+
+
+def test_the_shipped_example_image_is_the_worlds_example_frame():
+    from pathlib import Path
+
+    from PIL import Image
+
+    from univg_core.mini.world import EXAMPLE_CAPTION, EXAMPLE_IMAGE_FILE, example_image
+
+    shipped = np.asarray(Image.open(Path(__file__).resolve().parent.parent / "workflows" / EXAMPLE_IMAGE_FILE).convert("RGB"))
+    assert np.array_equal(shipped, example_image())
+    found = detect(np.stack([shipped, shipped]))
+    assert found.matches(shape="circle", colour="red", motion="still")
+    assert found.centroids[0][0] < 0.4 and EXAMPLE_CAPTION == "a red circle moving right on a dark background"

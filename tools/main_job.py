@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
+from .mini_workflows import EXAMPLE_IMAGE, apply_mini, mini_models_for
 from .progress_watch import ProgressWatcher
 
 MODELS = ROOT / "models"
 OUTPUT = ROOT / "output"
 BASE = ROOT / ".host" / "base"
 WORKFLOWS = ROOT / "workflows" / "api"
-# the shipped Mini model each workflow renders with, and its settings when the user gives none
-MINI_FOR = {"text_to_video": "univg_mini_base.safetensors"}
-MINI_SETTINGS = {"steps": 25, "frames": 8, "width": 64, "height": 64}
-MINI_PROMPT = "a red circle moving right on a dark background"
 FAMILY_FOR = {"text_to_video": "videocrafter2_t2v_512", "image_to_video": "univg_base",
               "text_image_to_video": "univg_base", "animation": "univg_animation"}
 HELP = (
@@ -43,6 +41,24 @@ def example_image(path: Path) -> None:
     image = Image.new("RGB", (width, height))
     image.putdata([(int(255 * x / width), int(255 * y / height), 128) for y in range(height) for x in range(width)])
     image.save(path)
+
+
+def set_checkpoint_and_overrides(workflow: dict, checkpoint: str, overrides: dict, prompt, demo: bool) -> None:
+    """A user's (or the random demo) checkpoint in every loader; the command line's settings."""
+    if demo:
+        overrides = {k: v if v is not None else {"steps": 10, "frames": 8}.get(k) for k, v in overrides.items()}
+    for node in workflow.values():
+        if node["class_type"] == "UniVGCheckpointLoader":
+            node["inputs"]["ckpt_name"] = checkpoint
+        for key, value in overrides.items():
+            if value is not None and key in node["inputs"] and node["class_type"].startswith("UniVG"):
+                node["inputs"][key] = value
+        if prompt is not None and node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] == "Positive prompt":
+            node["inputs"]["text"] = prompt
+        if node["class_type"] == "ImageScale":
+            for key in ("width", "height"):
+                if overrides[key] is not None:
+                    node["inputs"][key] = overrides[key]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint
     elif user_files:
         checkpoint = user_files[0]
-    elif args.workflow in MINI_FOR:
+    elif mini_models_for(args.workflow):
         from univg_core.cli.install_mini import MiniInstallError, install
 
         print(f"No checkpoint of yours in {folder}: rendering with UniVG Mini, the small model this pack trains "
@@ -80,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         except MiniInstallError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        checkpoint, mini = MINI_FOR[args.workflow], True
+        checkpoint, mini = " + ".join(mini_models_for(args.workflow)), True
     else:
         if args.workflow not in FAMILY_FOR:
             print(f"error: no checkpoint for {args.workflow}. " + HELP.format(folder=folder), file=sys.stderr)
@@ -96,27 +112,15 @@ def main(argv: list[str] | None = None) -> int:
 
     workflow = json.loads((WORKFLOWS / f"{args.workflow}.json").read_text())
     overrides = {"steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height}
-    if demo:
-        overrides = {k: v if v is not None else {"steps": 10, "frames": 8}.get(k) for k, v in overrides.items()}
     if mini:
-        overrides = {k: v if v is not None else MINI_SETTINGS[k] for k, v in overrides.items()}
-    prompt = args.prompt if args.prompt is not None else (MINI_PROMPT if mini else None)
-    for node in workflow.values():
-        if node["class_type"] == "UniVGCheckpointLoader":
-            node["inputs"]["ckpt_name"] = checkpoint
-        for key, value in overrides.items():
-            if value is not None and key in node["inputs"] and node["class_type"].startswith("UniVG"):
-                node["inputs"][key] = value
-        if prompt is not None and node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] == "Positive prompt":
-            node["inputs"]["text"] = prompt
-        if node["class_type"] == "ImageScale":
-            for key in ("width", "height"):
-                if overrides[key] is not None:
-                    node["inputs"][key] = overrides[key]
+        workflow = apply_mini(workflow, args.workflow, args.prompt, overrides)
+    else:
+        set_checkpoint_and_overrides(workflow, checkpoint, overrides, args.prompt, demo)
 
     base = prepare_base(BASE, models=MODELS, output=OUTPUT)
     if not (base / "input" / "univg_example.png").exists():
         example_image(base / "input" / "univg_example.png")
+    shutil.copyfile(EXAMPLE_IMAGE, base / "input" / EXAMPLE_IMAGE.name)
     print(f"Starting ComfyUI headless (log: {base / 'comfyui.log'}) ...", flush=True)
     try:
         with Server(base) as server:

@@ -143,13 +143,14 @@ def _base_file(args) -> Path:
 
 
 # F_A: text and the first frame's latent (concatenated), BGN 600/990 by default; F_SR: text only,
-# v-prediction on a zero-terminal-SNR schedule, BGN 0/700, at twice the size. Both fine-tune F_B.
-# F_A skips the CLIP image tokens on the CPU (seconds per clip); the first frame reaches it
-# through the concatenated latent.
+# BGN 0/700, at twice the size. Both fine-tune F_B and keep its v-prediction on the zero-terminal-
+# SNR schedule (the paper's F_A predicts eps on SD's schedule: from F_B's schedule, eps at t = 990
+# would divide the error by sqrt(abar) ~ 0.01). F_A skips the CLIP image tokens on the CPU
+# (seconds per clip); the first frame reaches it through the concatenated latent.
 def stage_animation(args, bgn: bool = True) -> None:
     name = "univg_mini_animation" + ("" if bgn else "_no_bgn") + ".safetensors"
     _train(args, "animation", _base_file(args), "world64", args.weights / name, args.animation_steps, models.SIZE,
-           image_tokens=False, bgn=bgn)
+           image_tokens=False, bgn=bgn, prediction="v")
 
 
 def stage_sr(args, bgn: bool = True) -> None:

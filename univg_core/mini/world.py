@@ -141,3 +141,17 @@ def render(spec: ClipSpec, size: int = 64) -> np.ndarray:
         alpha = _coverage(spec.shape, centre, radius, size)[..., None]
         frames[index] = np.rint(background * (1 - alpha) + colour * alpha).astype(np.uint8)
     return frames
+
+
+# The first frame the image workflows animate with UniVG Mini (the repository ships it as
+# workflows/univg_mini_example.png): a red circle left of centre on the dark background,
+# room to move right.
+EXAMPLE_CAPTION = caption_for("circle", "red", "right", "dark")
+EXAMPLE_IMAGE_FILE = "univg_mini_example.png"
+
+
+def example_image(size: int = 64) -> np.ndarray:
+    """uint8 [size, size, 3]."""
+    spec = ClipSpec(shape="circle", colour="red", background="dark", motion="right",
+                    centres=((0.3, 0.52), (0.3, 0.52)), radii=(0.13, 0.13))
+    return render(spec, size)[0]

@@ -1,0 +1,57 @@
+"""The bundled workflows as the main job sets them up for UniVG Mini."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tools import mini_workflows
+from tools.mini_workflows import apply_mini, mini_models_for
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows" / "api"
+
+
+def _load(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def _nodes(workflow: dict, kind: str) -> list[dict]:
+    return [node["inputs"] for node in workflow.values() if node["class_type"] == kind]
+
+
+def test_base_then_super_resolution_gets_the_base_and_the_sr_model_at_the_minis_sizes(monkeypatch, tmp_path):
+    for name in ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)
+    template = _load("base_then_super_resolution")
+    workflow = apply_mini(template, "base_then_super_resolution", settings={"steps": 12})
+    assert [inputs["ckpt_name"] for inputs in _nodes(workflow, "UniVGCheckpointLoader")] == [
+        "univg_mini_base.safetensors", "univg_mini_sr.safetensors"]
+    (base,) = _nodes(workflow, "UniVGBaseSampler")
+    (upscaler,) = _nodes(workflow, "UniVGUpscaler")
+    assert (base["width"], base["height"], base["frames"], base["steps"], base["fps"]) == (64, 64, 8, 12, 8)
+    assert (upscaler["width"], upscaler["height"], upscaler["steps"]) == (128, 128, 7)  # its own step count
+    prompts = [node["inputs"]["text"] for node in workflow.values() if node["_meta"]["title"] in ("Positive prompt", "SR prompt")]
+    assert prompts == [mini_workflows.EXAMPLE_CAPTION] * 2
+    assert _nodes(template, "UniVGBaseSampler")[0]["width"] == 512  # the template is left as it was
+
+
+def test_animation_gets_the_worlds_example_image_scaled_to_the_minis_size(monkeypatch, tmp_path):
+    (tmp_path / "univg_mini_animation.safetensors").write_bytes(b"")
+    monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)
+    workflow = apply_mini(_load("animation"), "animation", prompt="a blue square moving up on a light background")
+    assert _nodes(workflow, "LoadImage")[0]["image"] == mini_workflows.EXAMPLE_IMAGE_FILE
+    assert mini_workflows.EXAMPLE_IMAGE.is_file()
+    scale = _nodes(workflow, "ImageScale")[0]
+    assert (scale["width"], scale["height"]) == (64, 64)
+    assert _nodes(workflow, "UniVGAnimationSampler")[0]["fps"] == 8
+
+
+def test_workflows_without_a_mini_model_say_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)
+    assert mini_models_for("image_to_video") is None
+    assert mini_models_for("text_to_video") is None  # its file is not there
+    with pytest.raises(ValueError, match="no model for the image_to_video workflow"):
+        apply_mini(_load("image_to_video"), "image_to_video")

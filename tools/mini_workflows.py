@@ -1,0 +1,67 @@
+"""The bundled workflows set up for UniVG Mini: its model files in the loaders, its size (64x64,
+8 frames; the upscaler 2x that), a caption of its world and the world's example image. The main
+job and the host tests render the workflows through this."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Optional
+
+from univg_core.cli.install_mini import WEIGHTS
+from univg_core.mini import models
+from univg_core.mini.world import EXAMPLE_CAPTION, EXAMPLE_IMAGE_FILE
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_IMAGE = ROOT / "workflows" / EXAMPLE_IMAGE_FILE
+
+# per workflow, the Mini file of each UniVG Checkpoint Loader in the order the workflow lists them
+MINI_MODELS = {
+    "text_to_video": ("univg_mini_base.safetensors",),
+    "animation": ("univg_mini_animation.safetensors",),
+    "base_then_super_resolution": ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"),
+}
+SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
+UPSCALER_SETTINGS = {"width": 2 * models.SIZE, "height": 2 * models.SIZE, "fps": models.FPS}
+PROMPT_TITLES = ("Positive prompt", "SR prompt")
+
+
+def mini_models_for(workflow_name: str, weights: Optional[Path] = None) -> Optional[tuple[str, ...]]:
+    """The Mini files the workflow renders with, or None when the Mini has no model for it (the
+    image workflows need an F_B that reads image tokens, which the Mini does not ship yet)."""
+    files = MINI_MODELS.get(workflow_name)
+    weights = weights if weights is not None else WEIGHTS
+    if files is None or not all((weights / name).is_file() for name in files):
+        return None
+    return files
+
+
+def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
+               settings: Optional[dict] = None) -> dict:
+    """A copy of the API-format `workflow` that renders with the Mini. `settings` (steps, frames,
+    width, height) replace the Mini's own for the samplers; the upscaler renders twice their size."""
+    files = mini_models_for(workflow_name)
+    if files is None:
+        raise ValueError(f"UniVG Mini has no model for the {workflow_name} workflow; it renders "
+                         f"{', '.join(sorted(MINI_MODELS))}")
+    sampler = {**SAMPLER_SETTINGS, **{k: v for k, v in (settings or {}).items() if v is not None}}
+    upscaler = {**UPSCALER_SETTINGS, "width": 2 * sampler["width"], "height": 2 * sampler["height"]}
+    workflow = copy.deepcopy(workflow)
+    loaders = [node for node in workflow.values() if node["class_type"] == "UniVGCheckpointLoader"]
+    if len(loaders) != len(files):
+        raise ValueError(f"{workflow_name}: {len(loaders)} checkpoint loaders, the Mini setup expects {len(files)}")
+    for node, name in zip(loaders, files):
+        node["inputs"]["ckpt_name"] = name
+    for node in workflow.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind in ("UniVGBaseSampler", "UniVGAnimationSampler"):
+            inputs.update({k: v for k, v in sampler.items() if k in inputs})
+        elif kind == "UniVGUpscaler":
+            inputs.update({k: v for k, v in upscaler.items() if k in inputs})
+        elif kind == "ImageScale":
+            inputs.update(width=sampler["width"], height=sampler["height"])
+        elif kind == "LoadImage":
+            inputs["image"] = EXAMPLE_IMAGE_FILE
+        elif kind == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
+            inputs["text"] = prompt if prompt is not None else EXAMPLE_CAPTION
+    return workflow
