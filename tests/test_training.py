@@ -200,6 +200,7 @@ def test_unreadable_and_short_clips_fail_before_training(workspace, tmp_path):
         ("animation", "base.safetensors", {"out": "x.ckpt"}, "must name a .safetensors"),
         ("animation", "nothing.safetensors", {}, "no such file"),
         ("animation", "base.safetensors", {"bgn": False, "t_n": 900}, "--no-bgn trains without a BGN window"),
+        ("sr", "base.safetensors", {"latent_crop": 9}, r"--latent-crop must be in \[1, 8\]"),
     ],
 )
 def test_bad_settings_fail_before_training(workspace, task, init, changes, message):
@@ -274,6 +275,18 @@ def test_resume_continues_where_a_crash_stopped(workspace, monkeypatch):
     other = options(workspace, "animation", "resumed.safetensors", steps=4, ema_decay=0.5, batch_size=1)
     with pytest.raises(TrainingSetupError, match="used other settings"):
         train(other, log=QUIET)
+
+
+def test_latent_crops_take_the_same_window_of_the_clip_and_its_degraded_copy():
+    latents = torch.arange(2 * 4 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 4, 3, 16, 16)
+    corners = set()
+    for seed in range(12):
+        crop, low = trainer_module._random_crop(latents, latents + 1e6, 8, torch.Generator().manual_seed(seed))
+        assert crop.shape == (2, 4, 3, 8, 8) and torch.equal(low - 1e6, crop)
+        top, left = divmod(int(crop[0, 0, 0, 0, 0]), 16)
+        assert 0 <= top <= 8 and 0 <= left <= 8 and torch.equal(crop, latents[..., top:top + 8, left:left + 8])
+        corners.add((top, left))
+    assert len(corners) > 6  # the window moves
 
 
 def test_averaging_switched_on_at_resume_starts_from_the_resumed_weights(workspace):

@@ -88,6 +88,10 @@ class TrainOptions:
     gradient_checkpointing: bool = _option(True, "recompute activations in the backward pass")
     ema_decay: Optional[float] = _option(None, "EMA decay (e.g. 0.9999); the output holds the EMA", flag="--ema")
     fs: Optional[int] = _option(None, "fps / frame-stride condition (default: the model's)")
+    latent_crop: Optional[int] = _option(
+        None, "train on random square crops of this many latent pixels (height / 8) of each clip, the same "
+        "window of its degraded copy for sr: a CPU-sized way to train a model that is then run whole or tiled"
+    )
     cache_dir: Optional[str] = _option(None, "encoded clips (default DATA/.univg_cache)")
     max_frames: int = _option(64, "frames decoded per clip")
     frame_stride: int = _option(1, "keep every n-th frame of a clip")
@@ -120,6 +124,9 @@ def validate(options: TrainOptions) -> None:
     for name in ("batch_size", "grad_accum", "steps", "save_every", "frame_stride", "window_stride", "log_every"):
         if getattr(options, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
+    if options.latent_crop is not None and not 1 <= options.latent_crop <= min(options.height, options.width) // 8:
+        problems.append(f"--latent-crop must be in [1, {min(options.height, options.width) // 8}] latent pixels "
+                        f"(a {options.height}x{options.width} clip), got {options.latent_crop}")
     if not options.lr > 0:
         problems.append(f"--lr must be > 0, got {options.lr}")
     for name in ("text_dropout", "image_dropout", "dropout"):
@@ -203,6 +210,8 @@ def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, option
         drop_text = bool(torch.rand((), generator=generator) < text_dropout)
         drop_image = bool(torch.rand((), generator=generator) < image_dropout)
         lowres = item["lowres"].unsqueeze(0) if "lowres" in item else None
+        if options.latent_crop:
+            latents, lowres = _random_crop(latents, lowres, options.latent_crop, generator)
         condition = condition_latents(spec, latents, lowres)
         x, target = noisy_input_and_target(spec, latents, condition, eps, t, alphas_cumprod, window)
         pieces["x"].append(x)
@@ -215,6 +224,15 @@ def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, option
         x=torch.cat(pieces["x"]), target=torch.cat(pieces["target"]), t=torch.cat(pieces["t"]),
         text=torch.stack(pieces["text"]), image=torch.stack(pieces["image"]) if use_image else None,
     )
+
+
+def _random_crop(latents: torch.Tensor, lowres: Optional[torch.Tensor], size: int, generator: torch.Generator):
+    """The same size x size window of [B, C, T, h, w] latents and of their degraded copy."""
+    height, width = latents.shape[-2:]
+    top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
+    window = (..., slice(top, top + size), slice(left, left + size))
+    return latents[window], (lowres[window] if lowres is not None else None)
 
 
 # ------------------------------------------------------------------------------ state
@@ -246,7 +264,10 @@ class EMA:
 
 def _signature(options: TrainOptions) -> dict:
     keep = ("task", "prediction", "image_tokens", "bgn", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
-    return {name: getattr(options, name) for name in keep}
+    signature = {name: getattr(options, name) for name in keep}
+    if options.latent_crop:  # only when set: runs saved before the option existed still resume
+        signature["latent_crop"] = options.latent_crop
+    return signature
 
 
 def gather_state(wrapped, optimizer) -> tuple[dict, dict]:
