@@ -163,3 +163,37 @@ def test_the_mini_workflow_videos_show_what_the_captions_say(mini_renders):
         passed += found.matches(colour=colour, motion=motion)
         rows.append(f"{colour} {shape} {motion} on {background}: {found.colour} {found.shape} {found.motion}")
     assert passed >= 4, "\n".join(rows)
+
+
+def _render_mini_workflow(host, name: str, prompt: str):
+    import json
+    import shutil
+
+    from univg_core.cli.install_mini import install
+    from test_host import saved_frames
+    from tools.mini_workflows import EXAMPLE_IMAGE, apply_mini
+
+    install(host.base / "models", log=lambda message: None)
+    shutil.copyfile(EXAMPLE_IMAGE, host.base / "input" / EXAMPLE_IMAGE.name)
+    template = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "api" / f"{name}.json").read_text())
+    run = host.run(apply_mini(template, name, prompt))
+    assert run.success, run.error()
+    return run, np.stack(saved_frames(host, run))
+
+
+def test_the_animation_workflow_animates_the_example_image_with_the_mini(host, tower_files):
+    """Frame 0 is the input image (through the lossy WEBP), the object keeps its colour and moves."""
+    from univg_core.mini.detector import detect
+    from univg_core.mini.world import EXAMPLE_CAPTION, example_image
+
+    run, frames = _render_mini_workflow(host, "animation", EXAMPLE_CAPTION)
+    assert frames.shape == (8, 64, 64, 3) and _duration_ms(host, run) == 1000
+    error = np.abs(frames[0].astype(float) - example_image().astype(float)).mean()
+    assert error < 3.0, error
+    found = detect(frames)
+    assert found.found and found.colour == "red" and found.motion != "still", found
+
+
+def test_the_base_then_super_resolution_workflow_renders_128_pixels_with_the_mini(host, tower_files):
+    run, frames = _render_mini_workflow(host, "base_then_super_resolution", "a yellow square moving left on a gray background")
+    assert frames.shape[1:] == (128, 128, 3) and _duration_ms(host, run) == 1000

@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument("--vae-steps", type=int, default=4000, help="encoder and decoder together")
     parser.add_argument("--decoder-steps", type=int, default=2000, help="then the decoder alone, on whole frames")
     parser.add_argument("--base-steps", type=int, default=4000, help="F_B's first phase (text dropout 0.5)")
-    parser.add_argument("--base-ema-steps", type=int, default=6000,
+    parser.add_argument("--base-ema-steps", type=int, default=8000,
                         help="F_B's second phase (text dropout 0.1, EMA of the weights)")
     parser.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of F_B's second phase")
     parser.add_argument("--base-lr", type=float, default=4e-4)
