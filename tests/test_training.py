@@ -289,6 +289,12 @@ def test_latent_crops_take_the_same_window_of_the_clip_and_its_degraded_copy():
     assert len(corners) > 6  # the window moves
 
 
+def test_sr_trains_on_latent_crops(workspace):
+    """One step of the sr task on 4x4-latent crops of the 64x64 clips (noise, BGN and target all at the crop's size)."""
+    out = train(options(workspace, "sr", "crops.safetensors", steps=1, latent_crop=4), log=QUIET)
+    assert load_checkpoint(out).config.bgn_t_n == 700
+
+
 def test_averaging_switched_on_at_resume_starts_from_the_resumed_weights(workspace):
     plain = train(options(workspace, "animation", "two_steps.safetensors", steps=2), log=QUIET)
     later = options(workspace, "animation", "two_steps.safetensors", steps=3, ema_decay=1 - 1e-9)

@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--noisy-decoder-steps", type=int, default=600, help="then on noisy latents")
     parser.add_argument("--decoder-latent-noise", type=float, default=0.3,
                         help="most latent noise the decoder learns to read, in units of the scaled latents")
-    parser.add_argument("--animation-steps", type=int, default=800)
+    parser.add_argument("--animation-steps", type=int, default=1600)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4, help="F_A and F_SR (fine-tuned from F_B)")

@@ -205,13 +205,13 @@ def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, option
         item = clips[window_index(number, len(clips), options.seed)]
         generator = sample_generator(options.seed, number)
         latents = item["latents"].unsqueeze(0)
+        lowres = item["lowres"].unsqueeze(0) if "lowres" in item else None
+        if options.latent_crop:
+            latents, lowres = _random_crop(latents, lowres, options.latent_crop, generator)
         t = torch.randint(t_low, t_high + 1, (1,), generator=generator)
         eps = offset_noise(tuple(latents.shape), options.offset_noise, generator=generator)
         drop_text = bool(torch.rand((), generator=generator) < text_dropout)
         drop_image = bool(torch.rand((), generator=generator) < image_dropout)
-        lowres = item["lowres"].unsqueeze(0) if "lowres" in item else None
-        if options.latent_crop:
-            latents, lowres = _random_crop(latents, lowres, options.latent_crop, generator)
         condition = condition_latents(spec, latents, lowres)
         x, target = noisy_input_and_target(spec, latents, condition, eps, t, alphas_cumprod, window)
         pieces["x"].append(x)
