@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     available = sorted(p.name for p in folder.iterdir() if p.suffix in (".ckpt", ".safetensors", ".pt", ".pth"))
     demo = mini = False
+    mini_files = mini_models_for(args.workflow)
     user_files = [name for name in available if not name.startswith(("univg_demo_random", "univg_mini_"))]
     if args.checkpoint:
         if args.checkpoint not in available:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint
     elif user_files:
         checkpoint = user_files[0]
-    elif mini_models_for(args.workflow):
+    elif mini_files:
         from univg_core.cli.install_mini import MiniInstallError, install
 
         print(f"No checkpoint of yours in {folder}: rendering with UniVG Mini, the small model this pack trains "
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         except MiniInstallError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        checkpoint, mini = " + ".join(mini_models_for(args.workflow)), True
+        checkpoint, mini = " + ".join(mini_files), True
     else:
         if args.workflow not in FAMILY_FOR:
             print(f"error: no checkpoint for {args.workflow}. " + HELP.format(folder=folder), file=sys.stderr)

@@ -410,19 +410,18 @@ def _run(options, world, loaded, spec, window, config, use_image, clips, log) ->
     optimizer = torch.optim.AdamW(
         [p for p in wrapped.parameters() if p.requires_grad], lr=options.lr, weight_decay=options.weight_decay
     )
-    ema = EMA(model, options.ema_decay) if options.ema_decay else None
-    start = 0
+    start, saved_ema = 0, None
     state_path = options.state_path
     if options.resume and state_path.is_file():
         state = read_state(state_path, options)
         restore_state(wrapped, optimizer, state["model"], state["optimizer"])
-        if ema is not None and state["ema"] is not None:
-            ema.load(state["ema"], model)
-        elif ema is not None:  # a run that starts averaging on resume averages from the resumed weights
-            ema = EMA(model, options.ema_decay)
-        start = int(state["step"])
+        saved_ema, start = state["ema"], int(state["step"])
         if world.is_main:
             log(f"resumed from {state_path} at step {start}")
+    # made after the restore: a run that starts averaging on resume averages from the resumed weights
+    ema = EMA(model, options.ema_decay) if options.ema_decay else None
+    if ema is not None and saved_ema is not None:
+        ema.load(saved_ema, model)
     samples_per_step = options.batch_size * options.grad_accum * world.size
     progress = Progress(options.steps, start, samples_per_step, world.is_main)
     step = start
