@@ -30,7 +30,8 @@ WEIGHTS = ROOT / "univg_core" / "mini" / "weights"
 VAE_FILE = models.VAE_FILE
 JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
 DECODER_VAE_FILE = "vae_decoder.safetensors"
-STAGES = ("world", "vae", "towers", "base", "animation", "sr", "animation_no_bgn", "sr_no_bgn")
+STAGES = ("world", "vae", "towers", "base", "base_image", "animation", "sr", "animation_no_bgn", "sr_no_bgn")
+IMAGE_SET = "world64_image"  # the first clips of world64, for the stage that reads CLIP-vision tokens
 
 
 def _log(message: str) -> None:
@@ -38,10 +39,12 @@ def _log(message: str) -> None:
 
 
 def stage_world(args) -> None:
-    for name, seed, size in (("world64", 0, models.SIZE), ("world128", 1, 2 * models.SIZE)):
+    sets = (("world64", 0, models.SIZE, args.clips), ("world128", 1, 2 * models.SIZE, args.clips),
+            (IMAGE_SET, 0, models.SIZE, args.image_clips))
+    for name, seed, size, count in sets:
         folder = args.work / name
         if not (folder / "truth.jsonl").is_file():
-            write_dataset(folder, args.clips, seed, models.FRAMES, size, models.FPS, log=_log)
+            write_dataset(folder, count, seed, models.FRAMES, size, models.FPS, log=_log)
 
 
 def _save_vae(vae, path: Path, metadata: dict) -> None:
@@ -135,6 +138,16 @@ def stage_base(args) -> None:
            ema_decay=args.base_ema, text_dropout=0.1, **common)
 
 
+def stage_base_image(args) -> None:
+    """F_B that reads a first frame too: F_B fine-tuned with CLIP-vision tokens of each clip's
+    first frame through the Resampler and MCA's image branch, the paper's dropouts (text 0.5,
+    image 0.1). On a subset of the clips: the full-size vision tower takes seconds a frame on
+    a CPU. The image workflows and the w_T / w_I study use it."""
+    _train(args, "base", _base_file(args), IMAGE_SET, args.weights / "univg_mini_base_image.safetensors",
+           args.base_image_steps, models.SIZE, image_tokens=True, prediction="v", text_dropout=0.5,
+           image_dropout=0.1)
+
+
 def _base_file(args) -> Path:
     path = args.weights / "univg_mini_base.safetensors"
     if not path.is_file():
@@ -184,6 +197,9 @@ def main(argv=None) -> int:
     parser.add_argument("--noisy-decoder-steps", type=int, default=600, help="then on noisy latents")
     parser.add_argument("--decoder-latent-noise", type=float, default=0.3,
                         help="most latent noise the decoder learns to read, in units of the scaled latents")
+    parser.add_argument("--image-clips", type=int, default=240,
+                        help="clips the image-reading F_B learns from (their vision tokens cost seconds each)")
+    parser.add_argument("--base-image-steps", type=int, default=1000)
     parser.add_argument("--animation-steps", type=int, default=1600)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)

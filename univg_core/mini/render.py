@@ -15,7 +15,7 @@ from ..checkpoints import LoadedCheckpoint, load_checkpoint
 from ..diffusion import pipelines
 from ..diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from ..diffusion.schedule import alphas_cumprod_for
-from ..training.clip_towers import load_text_tower, tokenize
+from ..training.clip_towers import load_text_tower, load_vision_tower, tokenize
 from .tiny_vae import TinyVAE, load_tiny_vae
 
 
@@ -35,11 +35,14 @@ def to_uint8(pixels: torch.Tensor) -> np.ndarray:
 class MiniRenderer:
     """F_B text-to-video, F_A animation and F_SR super-resolution of UniVG Mini files."""
 
-    def __init__(self, text_encoder: str | Path, vae: str | Path):
+    def __init__(self, text_encoder: str | Path, vae: str | Path, image_encoder: Optional[str | Path] = None):
         self.text = load_text_tower({"model." + key: value for key, value in load_file(str(text_encoder)).items()})
         self.vae = load_mini_vae(vae)
+        self._image_encoder = image_encoder
+        self._vision = None
         self._models: dict[str, LoadedCheckpoint] = {}
         self._tokens: dict[str, torch.Tensor] = {}
+        self._features: dict[bytes, torch.Tensor] = {}
 
     def model(self, path: str | Path) -> LoadedCheckpoint:
         if str(path) not in self._models:
@@ -52,10 +55,37 @@ class MiniRenderer:
                 self._tokens[caption] = self.text(tokenize([caption]))
         return self._tokens[caption]
 
-    def _denoiser(self, model: LoadedCheckpoint, caption: str, text_weight: float, negative: str = ""):
-        conditions = {"null": Condition(self.tokens(negative)), "text": Condition(self.tokens(caption))}
+    def vision_features(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 [H, W, 3] -> the vision tower's tokens [1, N, width] (seconds on a CPU: the
+        tower is a full-size ViT-H/14)."""
+        if self._image_encoder is None:
+            raise ValueError("this renderer has no image encoder; give MiniRenderer(image_encoder=...)")
+        if self._vision is None:
+            state = {"model." + key: value for key, value in load_file(str(self._image_encoder)).items()}
+            self._vision = load_vision_tower(state)
+        key = np.ascontiguousarray(image).tobytes() + str(image.shape).encode()
+        if key not in self._features:
+            with torch.no_grad():
+                self._features[key] = self._vision(to_pixels(image[None]))
+        return self._features[key]
+
+    def _denoiser(self, model: LoadedCheckpoint, caption: str, text_weight: float, negative: str = "",
+                  image: Optional[np.ndarray] = None, image_weight: float = 0.0):
+        """UniVG's multi-condition guidance: F(0) with the empty prompt (and the grey null image
+        when an image is given), F(T) with the caption, F(I) with the image."""
+        null, text, picture = self.tokens(negative), self.tokens(caption), None
+        null_picture = None
+        if image is not None:
+            if model.image_proj is None:
+                raise ValueError(f"{model.path}: this model has no image branch")
+            grey = np.full_like(image, 128)
+            with torch.no_grad():
+                picture = model.image_proj(self.vision_features(image))
+                null_picture = model.image_proj(self.vision_features(grey))
+        conditions = {"null": Condition(null, null_picture), "text": Condition(text, null_picture),
+                      "image": Condition(null, picture)}
         model_fn = unet_model_fn(model.unet, fs=model.config.unet.default_fs)
-        return make_guided_denoiser(model_fn, "multi", conditions, w_text=text_weight, w_image=0.0,
+        return make_guided_denoiser(model_fn, "multi", conditions, w_text=text_weight, w_image=image_weight,
                                     guidance_rescale=model.config.guidance_rescale)
 
     def encode(self, model: LoadedCheckpoint, pixels: torch.Tensor) -> torch.Tensor:
@@ -68,18 +98,23 @@ class MiniRenderer:
 
     @torch.no_grad()
     def text_to_video(self, base: str | Path, caption: str, seed: int, frames: int = 8, size: int = 64,
-                      steps: int = 25, text_weight: float = 7.5) -> np.ndarray:
+                      steps: int = 25, text_weight: float = 7.5, image: Optional[np.ndarray] = None,
+                      image_weight: float = 0.0) -> np.ndarray:
+        """F_B from the caption, and from `image` (uint8 [H, W, 3]) when given, with weights
+        w_T = text_weight and w_I = image_weight."""
         model = self.model(base)
         shape = (1, model.config.unet.in_channels, frames, size // 8, size // 8)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-        latents = pipelines.generate(self._denoiser(model, caption, text_weight), shape, alphas_cumprod_for(model.config.schedule),
+        denoiser = self._denoiser(model, caption, text_weight, image=image, image_weight=image_weight)
+        latents = pipelines.generate(denoiser, shape, alphas_cumprod_for(model.config.schedule),
                                      model.config.prediction, steps=steps, sampler="ddim",
                                      spacing=model.config.schedule.timestep_spacing, initial_noise=noise)
         return self.decode(model, latents)
 
     @torch.no_grad()
     def animate(self, animation: str | Path, first_frame: np.ndarray, caption: str, seed: int, frames: int = 8,
-                steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None) -> np.ndarray:
+                steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
+                sampler: str = "ddim") -> np.ndarray:
         """first_frame: uint8 [H, W, 3]; sampling starts from the BGN condition at t_n (default:
         the model's window, or 990 for a model trained without BGN)."""
         model = self.model(animation)
@@ -88,7 +123,7 @@ class MiniRenderer:
         t_m = min(model.config.bgn_t_m or 0, t_n - 1)
         latents = pipelines.animate(self._denoiser(model, caption, text_weight), first_latent, frames,
                                     alphas_cumprod_for(model.config.schedule), model.config.prediction, steps=steps,
-                                    t_m=t_m, t_n=t_n, sampler="ddim", generator=torch.Generator().manual_seed(seed))
+                                    t_m=t_m, t_n=t_n, sampler=sampler, generator=torch.Generator().manual_seed(seed))
         return self.decode(model, latents)
 
     @torch.no_grad()

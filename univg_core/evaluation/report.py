@@ -1,0 +1,126 @@
+"""Markdown tables and the one-line summary of an evaluation's results (the dict the
+studies return, keyed by study name)."""
+
+from __future__ import annotations
+
+import math
+
+
+def _number(value: float, digits: int = 2) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _distance(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _interval(stat: dict, digits: int = 2, percent: bool = False) -> str:
+    scale = 100 if percent else 1
+    mean = stat["mean"] * scale
+    if math.isnan(stat["low"]):
+        return _number(mean, digits)
+    half = (stat["high"] - stat["low"]) / 2 * scale
+    return f"{_number(mean, digits)} ± {_number(half, digits)}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def animation_table(result: dict) -> str:
+    rows = [[label, _interval(r["first_frame_error"]), _interval(r["trajectory_error_px"]),
+             _interval(r["colour_accuracy"], 0, True), _interval(r["shape_accuracy"], 0, True),
+             _interval(r["motion_accuracy"], 0, True), _distance(r["frechet_distance"])]
+            for label, r in result["rows"].items()]
+    header = ["F_A", "frame 0 error (levels)", "trajectory error (px)", "colour %", "shape %", "motion %",
+              "Fréchet distance"]
+    return (f"F_A from q(v_990 | v_C), {result['steps']} DPM-Solver++ steps, {result['videos_per_row']} videos a row "
+            "(64x64, 8 frames); mean ± 95% interval; lower is better for errors and distance (real clips of another seed: "
+            f"{_distance(result['real_frechet_distance'])}).\n\n" + _table(header, rows))
+
+
+def sr_table(result: dict) -> str:
+    rows = [[label, _interval(r["psnr_db"]), _interval(r["ssim"], 3), _interval(r["colour_accuracy"], 0, True),
+             _interval(r["shape_accuracy"], 0, True), _distance(r["frechet_distance"])]
+            for label, r in result["rows"].items()]
+    header = ["64x64 -> 128x128", "PSNR (dB)", "SSIM", "colour %", "shape %", "Fréchet distance"]
+    return (f"F_SR, {result['steps']} DPM-Solver++ steps, {result['clips']} held-out clips x {result['seeds']} seeds, "
+            "against the clip rendered at 128x128 (Fréchet distance of real clips of another seed: "
+            f"{_distance(result['real_frechet_distance'])}).\n\n" + _table(header, rows))
+
+
+def guidance_table(result: dict) -> str:
+    weights = sorted({cell["w_text"] for cell in result["cells"]})
+    lookup = {(cell["w_text"], cell["w_image"]): cell for cell in result["cells"]}
+    rows = []
+    for w_text in weights:
+        row = [f"w_T {w_text:g}"]
+        for w_image in weights:
+            cell = lookup[(w_text, w_image)]
+            row.append(f"{cell['follows_text_colour']:.0%} / {cell['follows_image_colour']:.0%} / "
+                       f"{cell['text_motion']:.0%}")
+        rows.append(row)
+    header = ["colour from text / from image / text's motion"] + [f"w_I {w:g}" for w in weights]
+    videos = result["cells"][0]["videos"]
+    return (f"F_B on {len(result['pairs'])} captions that contradict the first frame given (colour, shape and "
+            f"motion differ), {videos} videos a cell, {result['steps']} DDIM steps.\n\n" + _table(header, rows))
+
+
+def text_table(result: dict) -> str:
+    rows = [[label] + [_interval(r[key], 0, True) for key in
+                       ("colour_accuracy", "shape_accuracy", "motion_accuracy", "all_three")]
+            for label, r in result["rows"].items()]
+    header = ["text-to-video", "colour %", "shape %", "motion %", "all three %"]
+    return (f"Held-out captions, {result['videos_per_row']} videos a row, {result['steps']} DDIM steps, w_T 7.5; "
+            "the detector reads each video.\n\n" + _table(header, rows))
+
+
+TABLES = {"animation_bgn": animation_table, "sr_bgn": sr_table, "guidance_grid": guidance_table,
+          "text_faithfulness": text_table}
+TITLES = {"animation_bgn": "Table 3, animation: Biased Gaussian Noise", "sr_bgn": "Table 3 and Figure 7, "
+          "super-resolution: Biased Gaussian Noise", "guidance_grid": "Figure 6: w_T and w_I",
+          "text_faithfulness": "Text faithfulness"}
+
+
+def markdown(results: dict) -> str:
+    parts = []
+    for name, result in results.items():
+        if name in TABLES:
+            parts.append(f"### {TITLES[name]}\n\n{TABLES[name](result)}\n")
+    return "\n".join(parts)
+
+
+def _grid_cell(result: dict, w_text: float, w_image: float) -> dict:
+    return next(c for c in result["cells"] if c["w_text"] == w_text and c["w_image"] == w_image)
+
+
+def summary(results: dict) -> dict:
+    """The four numbers of the machine-readable last line (NaN where a study was not run):
+    PSNR gain of BGN over no BGN for F_SR from t = 700; trajectory error saved by BGN for F_A
+    (positive: BGN better); how often the object takes the text's colour at w_I = 0 and the
+    image's at w_T = 0 (the other weight at its largest)."""
+    values = dict.fromkeys(("bgn_sr_psnr_gain_db", "bgn_animation_traj_gain_px", "text_following_at_wI0",
+                            "image_following_at_wT0"), math.nan)
+    if "sr_bgn" in results:
+        rows = results["sr_bgn"]["rows"]
+        values["bgn_sr_psnr_gain_db"] = rows["BGN, t = 700"]["psnr_db"]["mean"] - rows["no BGN, t = 700"]["psnr_db"]["mean"]
+    if "animation_bgn" in results:
+        rows = results["animation_bgn"]["rows"]
+        values["bgn_animation_traj_gain_px"] = (rows["no BGN"]["trajectory_error_px"]["mean"]
+                                                - rows["BGN"]["trajectory_error_px"]["mean"])
+    if "guidance_grid" in results:
+        grid = results["guidance_grid"]
+        top = max(cell["w_text"] for cell in grid["cells"])
+        values["text_following_at_wI0"] = _grid_cell(grid, top, 0.0)["follows_text_colour"]
+        values["image_following_at_wT0"] = _grid_cell(grid, 0.0, top)["follows_image_colour"]
+    return values
+
+
+def summary_line(results: dict) -> str:
+    return " ".join(f"{key}={value:.4f}" for key, value in summary(results).items())
