@@ -90,11 +90,12 @@ def test_mean_interval_keeps_infinities_out_and_counts_them():
     assert math.isnan(mean_interval([math.inf])["mean"])
 
 
-def test_conflicting_pairs_disagree_in_colour_shape_and_motion():
-    pairs = conflicting_pairs(5)
-    assert len(pairs) == 5
+def test_conflicting_pairs_disagree_in_colour_shape_background_and_motion():
+    pairs = conflicting_pairs(10)
+    assert len(pairs) == 10
     for image, text in pairs:
         assert image.colour != text.colour and image.shape != text.shape and image.motion != text.motion
+        assert image.background != text.background and text.motion != "growing"
 
 
 def test_summary_line_reads_the_studies():

@@ -199,3 +199,32 @@ def test_the_animation_workflow_animates_the_example_image_with_the_mini(host, t
 def test_the_base_then_super_resolution_workflow_renders_128_pixels_with_the_mini(host, tower_files):
     run, frames = _render_mini_workflow(host, "base_then_super_resolution", "a yellow square moving left on a gray background")
     assert frames.shape[1:] == (128, 128, 3) and _duration_ms(host, run) == 1000
+
+
+@pytest.fixture(scope="module")
+def image_workflow_renders(host, tower_files):
+    """image_to_video (w_T 0, w_I 7.5) and text_image_to_video (w_T 7.5, w_I 2) on the example
+    image (a red circle on the dark background) with the Mini's image-reading F_B; the caption
+    asks for another colour, shape and background."""
+    caption = "a yellow square moving up on a light background"
+    return {name: _render_mini_workflow(host, name, caption) for name in ("image_to_video", "text_image_to_video")}
+
+
+def test_the_image_to_video_workflow_takes_the_example_images_background(host, image_workflow_renders):
+    """What the image-reading F_B reliably takes from an image is its background (the object's
+    colour and place less often: see the README's Figure 6 table)."""
+    from univg_core.mini.detector import detect
+
+    run, frames = image_workflow_renders["image_to_video"]
+    assert frames.shape[1:] == (64, 64, 3) and _duration_ms(host, run) == 1000  # 8 frames, repeats merged
+    assert detect(frames).background == "dark", detect(frames)
+
+
+def test_the_text_image_to_video_workflow_reads_the_caption_too(host, image_workflow_renders):
+    from univg_core.mini.detector import detect
+
+    run, frames = image_workflow_renders["text_image_to_video"]
+    assert frames.shape[1:] == (64, 64, 3) and _duration_ms(host, run) == 1000
+    image_only = image_workflow_renders["image_to_video"][1]
+    difference = np.abs(frames[0].astype(float) - image_only[0].astype(float)).mean()
+    assert difference > 5.0, (difference, detect(frames))

@@ -51,7 +51,13 @@ def test_animation_gets_the_worlds_example_image_scaled_to_the_minis_size(monkey
 
 def test_workflows_without_a_mini_model_say_so(monkeypatch, tmp_path):
     monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)
-    assert mini_models_for("image_to_video") is None
-    assert mini_models_for("text_to_video") is None  # its file is not there
+    assert mini_models_for("image_to_video") is None  # its file is not there
+    assert mini_models_for("text_to_video") is None
+    assert mini_models_for("a_workflow_of_another_pack") is None
     with pytest.raises(ValueError, match="no model for the image_to_video workflow"):
         apply_mini(_load("image_to_video"), "image_to_video")
+
+
+def test_every_bundled_workflow_has_its_shipped_mini_files():
+    for name in ("text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution"):
+        assert mini_models_for(name) == mini_workflows.MINI_MODELS[name]

@@ -61,7 +61,7 @@ def test_detector_reads_every_clip_of_the_world():
     specs = make_specs(len(attribute_grid()), seed=11, frames=8)
     wrong = [(spec.caption, detect(render(spec, 64))) for spec in specs]
     wrong = [(caption, d) for (caption, d), spec in zip(wrong, specs)
-             if not d.matches(shape=spec.shape, colour=spec.colour, motion=spec.motion)]
+             if not d.matches(shape=spec.shape, colour=spec.colour, motion=spec.motion, background=spec.background)]
     assert len(wrong) <= 2, wrong[:3]
 
 
@@ -69,7 +69,7 @@ def test_detector_on_blurred_noisy_videos():
     """A model's output is softer and noisier than the renders: blur 3x3, Gaussian noise 0.05."""
     rng = np.random.default_rng(0)
     specs = make_specs(90, seed=12, frames=8)
-    right = {"shape": 0, "colour": 0, "motion": 0}
+    right = {"shape": 0, "colour": 0, "motion": 0, "background": 0}
     for spec in specs:
         video = torch.from_numpy(render(spec, 64)).permute(0, 3, 1, 2).double() / 255
         video = torch.nn.functional.avg_pool2d(video, 3, 1, 1, count_include_pad=False).permute(0, 2, 3, 1).numpy()
@@ -91,6 +91,7 @@ def test_detector_tracks_the_centroid_and_says_when_nothing_is_there():
     assert still.found and still.motion == "still"
     empty = detect(np.full((8, 64, 64, 3), 128, dtype=np.uint8))
     assert not empty.found and not empty.matches(colour="red")
+    assert empty.background == "gray"  # read even where no object is found
     with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
         detect(np.zeros((64, 64, 3)))
 

@@ -18,6 +18,8 @@ EXAMPLE_IMAGE = ROOT / "workflows" / EXAMPLE_IMAGE_FILE
 # per workflow, the Mini file of each UniVG Checkpoint Loader in the order the workflow lists them
 MINI_MODELS = {
     "text_to_video": ("univg_mini_base.safetensors",),
+    "image_to_video": ("univg_mini_base_image.safetensors",),
+    "text_image_to_video": ("univg_mini_base_image.safetensors",),
     "animation": ("univg_mini_animation.safetensors",),
     "base_then_super_resolution": ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"),
 }
@@ -27,8 +29,8 @@ PROMPT_TITLES = ("Positive prompt", "SR prompt")
 
 
 def mini_models_for(workflow_name: str, weights: Optional[Path] = None) -> Optional[tuple[str, ...]]:
-    """The Mini files the workflow renders with, or None when the Mini has no model for it (the
-    image workflows need an F_B that reads image tokens, which the Mini does not ship yet)."""
+    """The Mini files the workflow renders with, or None when the Mini has no model for it or
+    a file is missing."""
     files = MINI_MODELS.get(workflow_name)
     weights = weights if weights is not None else WEIGHTS
     if files is None or not all((weights / name).is_file() for name in files):

@@ -26,7 +26,7 @@ from ..mini.render import MiniRenderer
 from .install_mini import WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICK = Settings(clips=3, seeds=(0,), animation_steps=10, sr_steps=7, base_steps=10, grid_pairs=2,
+QUICK = Settings(clips=3, seeds=(0,), animation_steps=10, sr_steps=7, base_steps=25, grid_pairs=2,
                  grid_weights=(0.0, 7.5))
 
 
@@ -53,7 +53,8 @@ class ProgressBar:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m univg_core.cli.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", default=",".join(STUDIES), help=f"comma-separated, of: {', '.join(STUDIES)}")
-    parser.add_argument("--quick", action="store_true", help="3 clips, 1 seed, fewer steps, a 2x2 weight grid")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 clips, 1 seed, 10 animation steps, 2 caption/image pairs on a 2x2 weight grid")
     parser.add_argument("--clips", type=int, help=f"held-out clips per study (default {Settings.clips})")
     parser.add_argument("--seeds", type=int, help=f"seeds per clip (default {len(Settings.seeds)})")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="folder of the UniVG Mini files")

@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                         help="most latent noise the decoder learns to read, in units of the scaled latents")
     parser.add_argument("--image-clips", type=int, default=240,
                         help="clips the image-reading F_B learns from (their vision tokens cost seconds each)")
-    parser.add_argument("--base-image-steps", type=int, default=1000)
+    parser.add_argument("--base-image-steps", type=int, default=3000)
     parser.add_argument("--animation-steps", type=int, default=1600)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -58,18 +58,23 @@ def sr_table(result: dict) -> str:
 def guidance_table(result: dict) -> str:
     weights = sorted({cell["w_text"] for cell in result["cells"]})
     lookup = {(cell["w_text"], cell["w_image"]): cell for cell in result["cells"]}
-    rows = []
-    for w_text in weights:
-        row = [f"w_T {w_text:g}"]
-        for w_image in weights:
-            cell = lookup[(w_text, w_image)]
-            row.append(f"{cell['follows_text_colour']:.0%} / {cell['follows_image_colour']:.0%} / "
-                       f"{cell['text_motion']:.0%}")
-        rows.append(row)
-    header = ["colour from text / from image / text's motion"] + [f"w_I {w:g}" for w in weights]
+    tables = []
+    for what, title in (("colour", "object's colour"), ("background", "background")):
+        rows = []
+        for w_text in weights:
+            row = [f"w_T {w_text:g}"]
+            for w_image in weights:
+                cell = lookup[(w_text, w_image)]
+                row.append(f"{cell[f'follows_text_{what}']:.0%} / {cell[f'follows_image_{what}']:.0%}")
+            rows.append(row)
+        tables.append(_table([f"{title}: from text / from image"] + [f"w_I {w:g}" for w in weights], rows))
+    motion = [[f"w_T {w_text:g}"] + [f"{lookup[(w_text, w_image)]['text_motion']:.0%}" for w_image in weights]
+              for w_text in weights]
+    tables.append(_table(["the caption's motion"] + [f"w_I {w:g}" for w in weights], motion))
     videos = result["cells"][0]["videos"]
-    return (f"F_B on {len(result['pairs'])} captions that contradict the first frame given (colour, shape and "
-            f"motion differ), {videos} videos a cell, {result['steps']} DDIM steps.\n\n" + _table(header, rows))
+    return (f"F_B with an image (`univg_mini_base_image`) on {len(result['pairs'])} captions that contradict the "
+            f"first frame given (colour, shape, background and motion differ), {videos} videos a cell, "
+            f"{result['steps']} DDIM steps.\n\n" + "\n\n".join(tables))
 
 
 def text_table(result: dict) -> str:

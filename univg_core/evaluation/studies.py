@@ -153,12 +153,14 @@ def sr_bgn(renderer, files: MiniFiles, settings: Settings, tick: Tick = _no_tick
 
 
 def conflicting_pairs(count: int) -> list[tuple[ClipSpec, ClipSpec]]:
-    """(image clip, caption clip) pairs of held-out clips that differ in colour, shape and motion."""
+    """(image clip, caption clip) pairs of held-out clips that differ in colour, shape, background
+    and motion (the caption's motion is a direction, so following it is a centroid's travel)."""
     specs = held_out_specs(max(4 * count, 20))
     pairs = []
     for image_spec in specs:
         for text_spec in specs:
             if (text_spec.colour != image_spec.colour and text_spec.shape != image_spec.shape
+                    and text_spec.background != image_spec.background
                     and text_spec.motion != image_spec.motion and text_spec.motion != "growing"):
                 pairs.append((image_spec, text_spec))
                 break
@@ -172,23 +174,18 @@ def guidance_grid(renderer, files: MiniFiles, settings: Settings, tick: Tick = _
     pairs = conflicting_pairs(settings.grid_pairs)
     images = [render(image_spec, models.SIZE)[0] for image_spec, _ in pairs]
     for w_text, w_image in itertools.product(settings.grid_weights, repeat=2):
-        text_colour, image_colour, text_shape, image_shape, text_motion = [], [], [], [], []
+        found = []
         for ((image_spec, text_spec), image), seed in itertools.product(zip(pairs, images), settings.grid_seeds):
             tick(f"w_T {w_text:g}, w_I {w_image:g}")
             video = renderer.text_to_video(files.base_image, text_spec.caption, seed, steps=settings.base_steps,
                                            text_weight=w_text, image=image, image_weight=w_image)
-            found = detect(video)
-            text_colour.append(found.colour == text_spec.colour)
-            image_colour.append(found.colour == image_spec.colour)
-            text_shape.append(found.shape == text_spec.shape)
-            image_shape.append(found.shape == image_spec.shape)
-            text_motion.append(found.motion == text_spec.motion)
-        cells.append({"w_text": w_text, "w_image": w_image, "videos": len(text_colour),
-                      "follows_text_colour": float(np.mean(text_colour)),
-                      "follows_image_colour": float(np.mean(image_colour)),
-                      "follows_text_shape": float(np.mean(text_shape)),
-                      "follows_image_shape": float(np.mean(image_shape)),
-                      "text_motion": float(np.mean(text_motion))})
+            found.append((image_spec, text_spec, detect(video)))
+        cell = {"w_text": w_text, "w_image": w_image, "videos": len(found)}
+        for what in ("colour", "shape", "background"):
+            cell[f"follows_text_{what}"] = float(np.mean([getattr(d, what) == getattr(t, what) for _, t, d in found]))
+            cell[f"follows_image_{what}"] = float(np.mean([getattr(d, what) == getattr(i, what) for i, _, d in found]))
+        cell["text_motion"] = float(np.mean([d.motion == t.motion for _, t, d in found]))
+        cells.append(cell)
     return {"pairs": [{"image": image_spec.caption, "text": text_spec.caption} for image_spec, text_spec in pairs],
             "steps": settings.base_steps, "cells": cells}
 

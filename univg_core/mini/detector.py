@@ -2,7 +2,7 @@
 object against the background, reads its colour and shape, and tracks its centroid and area
 over the frames to tell the motion.
 
-- background: the median colour of each frame's border
+- background: the median colour of each frame's border (named: the nearest world background)
 - object: pixels whose colour is further than MASK_DISTANCE from the background
 - colour: the nearest world colour to the object's mean colour
 - shape: how much of its (trimmed) bounding box the object fills: triangle ~0.7, circle ~0.84, square ~0.97
@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from .world import COLOURS
+from .world import BACKGROUNDS, COLOURS
 
 MASK_DISTANCE = 0.2  # Euclidean RGB distance in [0, 1] units
 MIN_AREA = 0.004  # of the frame: below this no object is found in a frame
@@ -30,6 +30,7 @@ FILL_THRESHOLDS = (0.765, 0.9)  # triangle | circle | square (fill of the trimme
 @dataclass(frozen=True)
 class Detection:
     found: bool
+    background: Optional[str] = None
     colour: Optional[str] = None
     shape: Optional[str] = None
     motion: Optional[str] = None
@@ -37,9 +38,10 @@ class Detection:
     areas: tuple = ()  # per frame, fraction of the frame
     displacement: tuple = (0.0, 0.0)
 
-    def matches(self, shape: Optional[str] = None, colour: Optional[str] = None, motion: Optional[str] = None) -> bool:
-        """Whether every attribute given agrees with what was detected."""
-        wanted = {"shape": shape, "colour": colour, "motion": motion}
+    def matches(self, shape: Optional[str] = None, colour: Optional[str] = None, motion: Optional[str] = None,
+                background: Optional[str] = None) -> bool:
+        """Whether every attribute given agrees with what was detected (the object must be found)."""
+        wanted = {"shape": shape, "colour": colour, "motion": motion, "background": background}
         return self.found and all(value is None or getattr(self, key) == value for key, value in wanted.items())
 
 
@@ -60,21 +62,29 @@ def _box_mean(values: np.ndarray, radius: int = 1) -> np.ndarray:
     return total / size**2
 
 
-def object_masks(frames: np.ndarray) -> np.ndarray:
-    """[T, H, W] booleans: the pixels that differ from the frame's border colour (the colour
-    distance averaged over 3x3 first, so pixel noise does not make objects)."""
+def border_colours(frames: np.ndarray) -> np.ndarray:
+    """[T, 3]: the median colour of each frame's border."""
     border = np.concatenate(
         [frames[:, 0], frames[:, -1], frames[:, 1:-1, 0], frames[:, 1:-1, -1]], axis=1
     )
-    background = np.median(border, axis=1)
-    distance = np.linalg.norm(frames - background[:, None, None, :], axis=-1)
+    return np.median(border, axis=1)
+
+
+def object_masks(frames: np.ndarray) -> np.ndarray:
+    """[T, H, W] booleans: the pixels that differ from the frame's border colour (the colour
+    distance averaged over 3x3 first, so pixel noise does not make objects)."""
+    distance = np.linalg.norm(frames - border_colours(frames)[:, None, None, :], axis=-1)
     return _box_mean(distance) > MASK_DISTANCE
 
 
-def nearest_colour(rgb: np.ndarray) -> str:
-    names = list(COLOURS)
-    palette = np.array([COLOURS[name] for name in names], dtype=np.float64) / 255.0
+def _nearest(rgb: np.ndarray, named: dict) -> str:
+    names = list(named)
+    palette = np.array([named[name] for name in names], dtype=np.float64) / 255.0
     return names[int(np.argmin(np.linalg.norm(palette - rgb[None], axis=1)))]
+
+
+def nearest_colour(rgb: np.ndarray) -> str:
+    return _nearest(rgb, COLOURS)
 
 
 def _shape_from_fill(fill: float) -> str:
@@ -126,11 +136,13 @@ def detect(video) -> Detection:
         areas.append(float(area))
         colours.append(frame[mask].mean(axis=0))
         fills.append(_fill(xs, ys))
+    background = _nearest(border_colours(frames).mean(axis=0), BACKGROUNDS)
     if len(colours) < max(2, len(frames) // 2):
-        return Detection(found=False, centroids=tuple(centroids), areas=tuple(areas))
+        return Detection(found=False, background=background, centroids=tuple(centroids), areas=tuple(areas))
     motion, displacement = _motion(centroids, areas)
     return Detection(
         found=True,
+        background=background,
         colour=nearest_colour(np.mean(colours, axis=0)),
         shape=_shape_from_fill(float(np.median(fills))),
         motion=motion,

@@ -1,0 +1,38 @@
+"""`python -m univg_core.cli.evaluate --quick` end to end on the shipped UniVG Mini: every study
+runs, the files are written and the last line carries the four numbers, each a real value in
+its range. The direction of each result is the README's to report, not this test's to demand."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from univg_core.cli.evaluate import main
+
+LAST_LINE = re.compile(r"^bgn_sr_psnr_gain_db=(\S+) bgn_animation_traj_gain_px=(\S+) "
+                       r"text_following_at_wI0=(\S+) image_following_at_wT0=(\S+)$")
+
+
+def test_quick_evaluation_runs_every_study_and_ends_with_the_summary_line(tmp_path, capsys):
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    match = LAST_LINE.match(out[-1])
+    assert match, out[-1]
+    sr_gain, trajectory_gain, text_following, image_following = map(float, match.groups())
+    assert all(math.isfinite(value) for value in (sr_gain, trajectory_gain, text_following, image_following))
+    assert 0 <= text_following <= 1 and 0 <= image_following <= 1
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert set(document["results"]) == {"animation_bgn", "sr_bgn", "guidance_grid", "text_faithfulness"}
+    assert document["summary"]["bgn_sr_psnr_gain_db"] == sr_gain
+    table = (tmp_path / "results.md").read_text()
+    for heading in ("Table 3, animation", "super-resolution", "Figure 6", "Text faithfulness"):
+        assert heading in table
+    # the SR rows: BGN and no BGN from t = 700, no BGN from t = 900, and bicubic
+    assert list(document["results"]["sr_bgn"]["rows"]) == ["BGN, t = 700", "no BGN, t = 700", "no BGN, t = 900",
+                                                           "bicubic"]
+
+
+def test_a_missing_model_file_is_named(tmp_path, capsys):
+    assert main(["--quick", "--studies", "sr_bgn", "--weights", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "univg_mini_sr.safetensors" in capsys.readouterr().err
