@@ -41,8 +41,8 @@ def animation_table(result: dict) -> str:
     header = ["F_A", "frame 0 error (levels)", "trajectory error (px)", "colour %", "shape %", "motion %",
               "Fréchet distance"]
     return (f"F_A from q(v_990 | v_C), {result['steps']} DPM-Solver++ steps, {result['videos_per_row']} videos a row "
-            "(64x64, 8 frames); mean ± 95% interval; lower is better for errors and distance (real clips of another seed: "
-            f"{_distance(result['real_frechet_distance'])}).\n\n" + _table(header, rows))
+            "(64x64, 8 frames); mean ± 95% interval; lower is better for errors and distance (for scale: real clips "
+            f"of other content score {_distance(result['real_frechet_distance'])}).\n\n" + _table(header, rows))
 
 
 def sr_table(result: dict) -> str:
@@ -51,7 +51,7 @@ def sr_table(result: dict) -> str:
             for label, r in result["rows"].items()]
     header = ["64x64 -> 128x128", "PSNR (dB)", "SSIM", "colour %", "shape %", "Fréchet distance"]
     return (f"F_SR, {result['steps']} DPM-Solver++ steps, {result['clips']} held-out clips x {result['seeds']} seeds, "
-            "against the clip rendered at 128x128 (Fréchet distance of real clips of another seed: "
+            "against the clip rendered at 128x128 (for scale: real clips of other content score a Fréchet distance of "
             f"{_distance(result['real_frechet_distance'])}).\n\n" + _table(header, rows))
 
 

@@ -74,7 +74,8 @@ def held_out_specs(count: int) -> list[ClipSpec]:
 
 def real_reference_distance(truths: Sequence[np.ndarray], size: int) -> float:
     """The Fréchet distance between the true clips and as many other real clips of the world
-    (another seed): the floor a model can reach at this set size."""
+    (another seed, so other shapes, colours and paths): a scale for the numbers. It is no
+    floor: a model conditioned on each true clip's frame or caption can come closer."""
     others = make_specs(len(truths), seed=HELD_OUT_SEED + 1, frames=models.FRAMES)
     return video_frechet_distance([render(spec, size) for spec in others], truths)
 
