@@ -5,7 +5,6 @@ training encoders give what ComfyUI's encoders give the samplers at inference.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,7 @@ from univg_core.checkpoints import load_checkpoint
 from univg_core.training.clip_towers import load_text_tower, load_vision_tower, tokenize
 from univg_core.training.trainer import TrainOptions, train
 
-pytestmark = [
-    pytest.mark.host,
-    pytest.mark.skipif(
-        os.environ.get("UNIVG_TRAINING_TESTS") != "1",
-        reason="trains with the full-size test encoders; run with UNIVG_TRAINING_TESTS=1 bash scripts/test.sh tests/test_host_training.py",
-    ),
-]
+pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,6 @@ from univg_core.training.trainer import TrainOptions, train
 from training_fixtures import write_clip, write_dataset, write_init_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-# Runs that train for several steps: minutes each on a fast CPU, but tens of minutes on the 2-core CI
-# machine (a tiny UNet's training step took 10-45 s there), so they are opt-in like the HTTP-server suite.
-slow_training = pytest.mark.skipif(
-    os.environ.get("UNIVG_TRAINING_TESTS") != "1",
-    reason="multi-step training runs; run them with UNIVG_TRAINING_TESTS=1 bash scripts/test.sh tests/test_training.py",
-)
 QUIET = lambda message: None  # noqa: E731
 
 
@@ -226,7 +220,6 @@ def fixed_draws(clips: CachedClips):
     return item, x, t, target
 
 
-@slow_training
 def test_tiny_animation_model_overfits_a_moving_square(workspace, tmp_path):
     data = tmp_path / "one"
     write_dataset(data, clips=1, frames=4)
@@ -246,7 +239,6 @@ def test_tiny_animation_model_overfits_a_moving_square(workspace, tmp_path):
     assert after < 0.5 * before, (after, before)
 
 
-@slow_training
 def test_resume_continues_where_a_crash_stopped(workspace, monkeypatch):
     straight = train(options(workspace, "animation", "straight.safetensors", steps=4, ema_decay=0.5), log=QUIET)
     real_make_batch = trainer_module.make_batch
@@ -328,7 +320,6 @@ def one_rank_weights(workspace) -> Path:
     return single
 
 
-@slow_training
 @pytest.mark.parametrize("wrapper", ["ddp", "fsdp"])
 def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_weights, wrapper):
     """torchrun, gloo: 2 ranks x batch 1 == 1 rank x batch 2, weights equal after 2 steps, with
@@ -362,7 +353,6 @@ def test_cli_reports_bad_input_with_exit_2(workspace, tmp_path):
     assert run.returncode == 2 and "error: data folder" in run.stderr and "does not exist" in run.stderr
 
 
-@slow_training
 def test_saved_files_load_with_their_task_settings(workspace):
     for task, family, prediction, window, channels in (
         ("animation", "univg_animation", "eps", (600, 990), 8),
