@@ -65,9 +65,11 @@ class UniVGConditioning:
                 "positive": ("CONDITIONING", {"tooltip": "text conditioning from CLIP Text Encode"}),
             },
             "optional": {
-                "clip_vision": ("CLIP_VISION",),
-                "image": ("IMAGE",),
-                "clip_vision_output": ("CLIP_VISION_OUTPUT",),
+                "clip_vision": ("CLIP_VISION", {"tooltip": "the vision tower that turns the image into tokens "
+                                                           "(the loader's clip_vision, or Load CLIP Vision)"}),
+                "image": ("IMAGE", {"tooltip": "the image condition (first frame); needs clip_vision"}),
+                "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "or tokens already made by CLIP Vision "
+                                                                         "Encode (in place of clip_vision + image)"}),
                 "preprocess": (list(PREPROCESSING), {
                     "default": "original",
                     "tooltip": "how the image becomes CLIP's 224x224 input: 'original' = DynamiCrafter / VideoCrafter "
@@ -79,9 +81,11 @@ class UniVGConditioning:
 
     RETURN_TYPES = ("CONDITIONING",)
     RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("the text conditioning with the image's tokens attached, for a UniVG sampler's positive",)
     FUNCTION = "combine"
     CATEGORY = "UniVG"
     DESCRIPTION = "Text and image tokens for Multi-condition Cross Attention (weighed by the samplers' w_T and w_I)."
+    SEARCH_ALIASES = ["image conditioning", "text and image", "multi-condition", "MCA", "clip vision"]
 
     def combine(self, positive, clip_vision=None, image=None, clip_vision_output=None, preprocess="original"):
         if preprocess not in PREPROCESSING:

@@ -109,15 +109,25 @@ class UniVGCheckpointLoader:
         return {
             "required": {
                 "ckpt_name": (checkpoint_names(), {"tooltip": f"from models/{FOLDER} or models/checkpoints: {OPEN_CHECKPOINTS}"}),
-                "dtype": (["auto", "fp32", "fp16", "bf16"], {"default": "auto"}),
+                "dtype": (["auto", "fp32", "fp16", "bf16"], {
+                    "default": "auto",
+                    "tooltip": "the UNet's weight type; auto: bf16 on a GPU that has it, else fp16, fp32 on the CPU"}),
             }
         }
 
     RETURN_TYPES = ("MODEL", "CLIP", "VAE", "CLIP_VISION")
     RETURN_NAMES = ("model", "clip", "vae", "clip_vision")
+    OUTPUT_TOOLTIPS = (
+        "the video UNet (with its image Resampler) for the UniVG samplers",
+        "the checkpoint's text encoder (OpenCLIP ViT-H), for CLIP Text Encode",
+        "the checkpoint's VAE, for the UniVG Video VAE nodes and the samplers that encode frames",
+        "the checkpoint's CLIP vision tower, for UniVG Multi-Conditioning (None if it has none)",
+    )
     FUNCTION = "load"
     CATEGORY = "UniVG"
-    DESCRIPTION = "Loads a UniVG / VideoCrafter / DynamiCrafter video checkpoint key-for-key."
+    DESCRIPTION = ("Loads a UniVG / VideoCrafter / DynamiCrafter video checkpoint key-for-key (or a UniVG Mini file, "
+                   "whose VAE and towers come from ComfyUI's model folders).")
+    SEARCH_ALIASES = ["video checkpoint", "load video model", "VideoCrafter", "DynamiCrafter", "UniVG Mini"]
 
     def load(self, ckpt_name: str, dtype: str):
         path = resolve(ckpt_name)

@@ -17,7 +17,10 @@ from .latents import (
 from .model import load_to_device
 from .progress import check_interrupt, progress
 
-SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True})
+SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                "tooltip": "the noise's seed (drawn on the CPU: the same video on any device)"})
+MODEL_TOOLTIP = "a UniVG model from the UniVG Checkpoint Loader"
+VAE_TOOLTIP = "the VAE that encodes the frames the model is conditioned on (the loader's, or Load VAE)"
 DDIM_FINAL_STEP = (list(FINAL_STEPS), {
     "default": "original",
     "tooltip": "DDIM only. 'original': the last step lands on alphas_cumprod[0] with scale_arr left in place, as the "
@@ -37,18 +40,24 @@ def check_size(width: int, height: int, multiple: int = 64) -> None:
 
 def _common_inputs(steps: int, frames: bool = True) -> dict:
     inputs = {
-        "model": ("MODEL",),
+        "model": ("MODEL", {"tooltip": MODEL_TOOLTIP}),
         "positive": ("CONDITIONING", {"tooltip": "from UniVG Multi-Conditioning or CLIP Text Encode"}),
         "negative": ("CONDITIONING", {"tooltip": "the null text, usually an empty prompt"}),
         "seed": SEED,
-        "steps": ("INT", {"default": steps, "min": 1, "max": 1000}),
-        "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "w_T"}),
-        "image_weight": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 30.0, "step": 0.1, "tooltip": "w_I"}),
+        "steps": ("INT", {"default": steps, "min": 1, "max": 1000,
+                          "tooltip": "denoising steps (the paper: 50 DPM-Solver steps for F_B and F_A)"}),
+        "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1,
+                                  "tooltip": "w_T: how strongly the video follows the text (0: ignore it)"}),
+        "image_weight": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 30.0, "step": 0.1,
+                                   "tooltip": "w_I: how strongly the video follows the image tokens (0: ignore "
+                                              "them; no effect without an image in the conditioning)"}),
     }
     if frames:
-        inputs["frames"] = ("INT", {"default": 24, "min": 1, "max": 256})
+        inputs["frames"] = ("INT", {"default": 24, "min": 1, "max": 256,
+                                    "tooltip": "frames to generate (the models were trained on 16-24)"})
     inputs["fps"] = ("INT", {"default": 8, "min": 1, "max": 60, "tooltip": "frame-rate / frame-stride condition"})
-    inputs["sampler"] = (list(SAMPLERS), {"default": "dpmpp_2m"})
+    inputs["sampler"] = (list(SAMPLERS), {"default": "dpmpp_2m",
+                                          "tooltip": "dpmpp_2m: DPM-Solver++ (2M); ddim: the original repositories'"})
     return inputs
 
 
@@ -58,14 +67,19 @@ class UniVGBaseSampler:
     @classmethod
     def INPUT_TYPES(cls):
         inputs = _common_inputs(50)
-        inputs["width"] = ("INT", {"default": 576, "min": 64, "max": 2048, "step": 64})
-        inputs["height"] = ("INT", {"default": 320, "min": 64, "max": 2048, "step": 64})
+        inputs["width"] = ("INT", {"default": 576, "min": 64, "max": 2048, "step": 64,
+                                   "tooltip": "video width in pixels, a multiple of 64"})
+        inputs["height"] = ("INT", {"default": 320, "min": 64, "max": 2048, "step": 64,
+                                    "tooltip": "video height in pixels, a multiple of 64"})
         return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP}}
 
     RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("the video's latents, one batch entry per frame (decode with UniVG Video VAE Decode)",)
     FUNCTION = "sample"
     CATEGORY = "UniVG"
-    DESCRIPTION = "UniVG base model F_B with multi-condition guidance (w_T for text, w_I for the image)."
+    DESCRIPTION = ("UniVG base model F_B with multi-condition guidance (w_T for text, w_I for the image): "
+                   "text-to-video, image-to-video and text+image-to-video from pure noise.")
+    SEARCH_ALIASES = ["text to video", "image to video", "t2v", "i2v", "video generation", "F_B"]
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, width, height,
                ddim_final_step="original"):
@@ -93,7 +107,7 @@ class UniVGAnimationSampler:
     @classmethod
     def INPUT_TYPES(cls):
         inputs = _common_inputs(50)
-        inputs["vae"] = ("VAE",)
+        inputs["vae"] = ("VAE", {"tooltip": VAE_TOOLTIP})
         inputs["image"] = ("IMAGE", {"tooltip": "the first frame; width and height multiples of 64"})
         inputs["bgn_t_n"] = ("INT", {
             "default": -1, "min": -1, "max": 999,
@@ -103,9 +117,12 @@ class UniVGAnimationSampler:
         return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP}}
 
     RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("the video's latents, one batch entry per frame; frame 0 is the input image's",)
     FUNCTION = "sample"
     CATEGORY = "UniVG"
-    DESCRIPTION = "UniVG animation model F_A: the output's first frame is the input image."
+    DESCRIPTION = ("UniVG animation model F_A: the input image's latent is concatenated to every frame and "
+                   "sampling starts from it (Biased Gaussian Noise); the output's first frame is the input image.")
+    SEARCH_ALIASES = ["animate image", "image animation", "first frame", "DynamiCrafter", "F_A"]
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
                bgn_t_n, ddim_final_step="original"):
@@ -140,19 +157,24 @@ class UniVGUpscaler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL",),
-                "vae": ("VAE",),
-                "positive": ("CONDITIONING",),
-                "negative": ("CONDITIONING",),
+                "model": ("MODEL", {"tooltip": "a UniVG super-resolution model (F_SR) from the UniVG Checkpoint "
+                                               "Loader"}),
+                "vae": ("VAE", {"tooltip": VAE_TOOLTIP}),
+                "positive": ("CONDITIONING", {"tooltip": "the video's caption (CLIP Text Encode)"}),
+                "negative": ("CONDITIONING", {"tooltip": "the null text, usually an empty prompt"}),
                 "seed": SEED,
-                "width": ("INT", {"default": 1280, "min": 64, "max": 4096, "step": 64}),
-                "height": ("INT", {"default": 720, "min": 64, "max": 4096, "step": 64}),
+                "width": ("INT", {"default": 1280, "min": 64, "max": 4096, "step": 64,
+                                  "tooltip": "output width in pixels, a multiple of 64"}),
+                "height": ("INT", {"default": 720, "min": 64, "max": 4096, "step": 64,
+                                   "tooltip": "output height in pixels, a multiple of 64"}),
                 "strength": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01,
                                        "tooltip": "where sampling starts: t_n = strength x 1000 (BGN); -1: the "
                                                   "model's t_n (700 / 1000 for a model without one)"}),
-                "steps": ("INT", {"default": 7, "min": 1, "max": 1000}),
-                "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
-                "fps": ("INT", {"default": 8, "min": 1, "max": 60}),
+                "steps": ("INT", {"default": 7, "min": 1, "max": 1000,
+                                  "tooltip": "DPM-Solver++ steps from t_n (the paper: 7 from t = 700)"}),
+                "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1,
+                                          "tooltip": "w_T: how strongly the detail follows the text"}),
+                "fps": ("INT", {"default": 8, "min": 1, "max": 60, "tooltip": "frame-rate / frame-stride condition"}),
                 "tile_frames": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "frames per UNet call"}),
                 "tile_size": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 64,
                                       "tooltip": "pixel width of a spatial tile (height: 5/8 of it)"}),
@@ -164,9 +186,11 @@ class UniVGUpscaler:
         }
 
     RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("the upscaled video's latents, one batch entry per frame",)
     FUNCTION = "upscale"
     CATEGORY = "UniVG"
     DESCRIPTION = "UniVG super-resolution F_SR: upsample, then 7 DPM-Solver++ steps from t = 700 (BGN)."
+    SEARCH_ALIASES = ["video upscale", "super resolution", "upscaler", "BGN", "F_SR"]
 
     def upscale(self, model, vae, positive, negative, seed, width, height, strength, steps, text_weight, fps,
                 tile_frames, tile_size, latent=None, images=None):

@@ -12,17 +12,21 @@ class UniVGVAEDecode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "samples": ("LATENT",),
-                "vae": ("VAE",),
-                "frames_per_chunk": ("INT", {"default": 4, "min": 1, "max": 256}),
+                "samples": ("LATENT", {"tooltip": "a video's latents, one batch entry per frame"}),
+                "vae": ("VAE", {"tooltip": "the model's VAE (the UniVG loader's, or Load VAE)"}),
+                "frames_per_chunk": ("INT", {"default": 4, "min": 1, "max": 256,
+                                             "tooltip": "frames decoded per VAE call: lower it to save memory"}),
                 "keep_first_frame": ("BOOLEAN", {"default": True,
                                                  "tooltip": "animation: frame 0 is the input image itself, pixel for pixel"}),
             }
         }
 
     RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("the video's frames as an image batch (for Save Animated WEBP, Create Video, ...)",)
     FUNCTION = "decode"
     CATEGORY = "UniVG"
+    DESCRIPTION = "Decodes a video's latents to frames in chunks, with progress and interrupt between chunks."
+    SEARCH_ALIASES = ["video decode", "vae decode video", "latents to frames"]
 
     def decode(self, samples, vae, frames_per_chunk, keep_first_frame):
         if vae is None:
@@ -42,15 +46,19 @@ class UniVGVAEEncode:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE",),
-                "vae": ("VAE",),
-                "frames_per_chunk": ("INT", {"default": 4, "min": 1, "max": 256}),
+                "images": ("IMAGE", {"tooltip": "a video's frames as an image batch; sides multiples of 8"}),
+                "vae": ("VAE", {"tooltip": "the model's VAE (the UniVG loader's, or Load VAE)"}),
+                "frames_per_chunk": ("INT", {"default": 4, "min": 1, "max": 256,
+                                             "tooltip": "frames encoded per VAE call: lower it to save memory"}),
             }
         }
 
     RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("the frames' latents, one batch entry per frame (e.g. for the BGN Upscaler)",)
     FUNCTION = "encode"
     CATEGORY = "UniVG"
+    DESCRIPTION = "Encodes a video's frames to latents in chunks, with progress and interrupt between chunks."
+    SEARCH_ALIASES = ["video encode", "vae encode video", "frames to latents"]
 
     def encode(self, images, vae, frames_per_chunk):
         if vae is None:

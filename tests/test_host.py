@@ -68,6 +68,28 @@ def test_every_node_registers(host):
     assert "t2v.safetensors" in loader_files  # models/univg is registered and listed
 
 
+def test_every_node_explains_itself(host):
+    """A DESCRIPTION and SEARCH_ALIASES on every node and a tooltip on every input (V1 API:
+    ComfyUI shows them in the node library, on hover and in search)."""
+    missing = []
+    for key, node in host.nodes.NODE_CLASS_MAPPINGS.items():
+        if not key.startswith("UniVG"):
+            continue
+        if len(getattr(node, "DESCRIPTION", "")) < 20:
+            missing.append(f"{key}: DESCRIPTION")
+        aliases = getattr(node, "SEARCH_ALIASES", [])
+        if not aliases or not all(isinstance(alias, str) and alias for alias in aliases):
+            missing.append(f"{key}: SEARCH_ALIASES")
+        for section, inputs in node.INPUT_TYPES().items():
+            for name, spec in inputs.items():
+                options = spec[1] if len(spec) > 1 else {}
+                if len(options.get("tooltip", "")) < 10:
+                    missing.append(f"{key}.{section}.{name}: tooltip")
+        if len(getattr(node, "OUTPUT_TOOLTIPS", ())) != len(node.RETURN_TYPES):
+            missing.append(f"{key}: OUTPUT_TOOLTIPS")
+    assert not missing, "\n".join(missing)
+
+
 def test_demo_vae_layout_is_comfyuis(host):
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
