@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from univg_core.cli.install_mini import WEIGHTS
 from univg_core.mini import models, towers
 from univg_core.mini.detector import detect
 from univg_core.mini.render import MiniRenderer, load_mini_vae
 from univg_core.mini.train_vae import heldout_psnr
+from univg_core.evaluation.metrics import psnr as _psnr
+from univg_core.evaluation.studies import bicubic_upsample, held_out_specs
 from univg_core.mini.world import caption_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,20 +70,15 @@ def test_text_to_video_draws_the_captions_colour_moving_its_way(renderer):
 
 ANIMATION = WEIGHTS / "univg_mini_animation.safetensors"
 SR = WEIGHTS / "univg_mini_sr.safetensors"
-HELD_OUT_SEED = 99  # the training sets use seeds 0 (64x64) and 1 (128x128)
-
-
-def _psnr(a, b) -> float:
-    return float(10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
 
 
 @pytest.fixture(scope="module")
 def animations(renderer):
     """F_A on 10 held-out first frames with their captions: (spec, input clip, rendered video, detection)."""
-    from univg_core.mini.world import make_specs, render
+    from univg_core.mini.world import render
 
     rows = []
-    for index, spec in enumerate(make_specs(10, seed=HELD_OUT_SEED, frames=models.FRAMES)):
+    for index, spec in enumerate(held_out_specs(10)):
         clip = render(spec, models.SIZE)
         video = renderer.animate(ANIMATION, clip[0], spec.caption, seed=index)
         rows.append((spec, clip, video, detect(video)))
@@ -116,15 +112,13 @@ def test_animation_keeps_the_objects_colour(animations):
 def test_super_resolution_beats_bicubic_against_the_true_high_resolution_clip(renderer):
     """F_SR from t = 700 in 7 steps on 6 held-out clips rendered at 64x64, scored against the
     same clips rendered at 128x128."""
-    from univg_core.mini.world import make_specs, render
+    from univg_core.mini.world import render
 
     rows, gains = [], []
-    for index, spec in enumerate(make_specs(6, seed=HELD_OUT_SEED, frames=models.FRAMES)):
+    for index, spec in enumerate(held_out_specs(6)):
         low, high = render(spec, models.SIZE), render(spec, 2 * models.SIZE)
         video = renderer.super_resolve(SR, low, spec.caption, seed=index)
-        pixels = torch.from_numpy(low).permute(0, 3, 1, 2).float()
-        bicubic = torch.nn.functional.interpolate(pixels, scale_factor=2, mode="bicubic", align_corners=False)
-        bicubic = bicubic.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        bicubic = bicubic_upsample(low, 2 * models.SIZE)
         gains.append(_psnr(video, high) - _psnr(bicubic, high))
         rows.append(f"{spec.caption!r}: F_SR {_psnr(video, high):.2f} dB, bicubic {_psnr(bicubic, high):.2f} dB")
     print("\n".join(rows) + f"\nmean gain {np.mean(gains):.2f} dB")
@@ -138,12 +132,12 @@ BASE_IMAGE = WEIGHTS / "univg_mini_base_image.safetensors"
                    "F_B (3000 steps on 240 clips) keeps it in 0 of 10 (it keeps the background in 10 of 10)")
 def test_image_to_video_keeps_the_images_object_colour():
     """F_B with w_T 0 and w_I 7.5 on 10 held-out first frames, 25 DDIM steps."""
-    from univg_core.mini.world import make_specs, render
+    from univg_core.mini.world import render
 
     text_file, vision_file = towers.write_towers(TOWERS, TOWERS)
     renderer = MiniRenderer(text_file, WEIGHTS / models.VAE_FILE, image_encoder=vision_file)
     rows, kept, backgrounds = [], 0, 0
-    for index, spec in enumerate(make_specs(10, seed=HELD_OUT_SEED, frames=models.FRAMES)):
+    for index, spec in enumerate(held_out_specs(10)):
         image = render(spec, models.SIZE)[0]
         found = detect(renderer.text_to_video(BASE_IMAGE, "", index, text_weight=0.0, image=image, image_weight=7.5))
         kept += found.colour == spec.colour

@@ -88,7 +88,8 @@ def _accuracy(hits: Sequence[bool]) -> dict:
     return mean_interval([float(hit) for hit in hits])
 
 
-def _bicubic(low: np.ndarray, size: int) -> np.ndarray:
+def bicubic_upsample(low: np.ndarray, size: int) -> np.ndarray:
+    """uint8 frames [T, h, w, 3] -> [T, size, size, 3], plain bicubic: the baseline F_SR must beat."""
     pixels = torch.from_numpy(low).permute(0, 3, 1, 2).float()
     up = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bicubic", align_corners=False)
     return up.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -135,7 +136,7 @@ def sr_bgn(renderer, files: MiniFiles, settings: Settings, tick: Tick = _no_tick
                 continue  # bicubic has no seed
             tick(f"super-resolution, {label}")
             if path is None:
-                video = _bicubic(low, 2 * models.SIZE)
+                video = bicubic_upsample(low, 2 * models.SIZE)
             else:
                 video = renderer.super_resolve(path, low, spec.caption, seed=seed, steps=settings.sr_steps,
                                                strength=strength, text_weight=settings.text_weight)
