@@ -38,3 +38,18 @@ def test_quick_evaluation_runs_every_study_and_ends_with_the_summary_line(tmp_pa
 def test_a_missing_model_file_is_named(tmp_path, capsys):
     assert main(["--quick", "--studies", "sr_bgn", "--weights", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "univg_mini_sr.safetensors" in capsys.readouterr().err
+
+
+def test_a_damaged_model_file_is_named_with_how_to_restore_it(tmp_path, capsys):
+    import shutil
+
+    from univg_core.cli.install_mini import WEIGHTS
+
+    for source in WEIGHTS.glob("*.safetensors"):
+        shutil.copyfile(source, tmp_path / source.name)
+    damaged = tmp_path / "univg_mini_sr_no_bgn.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:100_000])
+    assert main(["--quick", "--studies", "sr_bgn", "--weights", str(tmp_path), "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "univg_mini_sr_no_bgn.safetensors" in message and "truncated or corrupted" in message
+    assert "git checkout -- univg_core/mini/weights" in message

@@ -23,7 +23,8 @@ from ..evaluation import report
 from ..evaluation.studies import REQUIRES, STUDIES, MiniFiles, Settings, run_study, study_size
 from ..mini import models, towers
 from ..mini.render import MiniRenderer
-from .install_mini import WEIGHTS
+from ..checkpoints import CheckpointError
+from .install_mini import RESTORE, WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = Settings(clips=3, seeds=(0,), animation_steps=10, sr_steps=7, base_steps=25, grid_pairs=2,
@@ -85,13 +86,19 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     progress = ProgressBar(sum(study_size(name, settings) for name in names))
     results, timings = {}, {}
+    damaged = None
     try:
         for name in names:
             start = time.monotonic()
             results[name] = run_study(name, renderer, files, settings, progress)
             timings[name] = round(time.monotonic() - start, 1)
+    except CheckpointError as error:
+        damaged = error
     finally:
         progress.close()
+    if damaged is not None:
+        print(f"error: {damaged}; {RESTORE}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"settings": dataclasses.asdict(settings), "seconds": timings, "results": results,
                 "summary": report.summary(results)}
