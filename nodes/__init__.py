@@ -1,6 +1,7 @@
 """ComfyUI node classes (V1 API), a thin adapter over univg_core."""
 
 from .conditioning import UniVGConditioning
+from .core_sampling import UniVGBGNSigmas, UniVGFirstFrameConditioning, UniVGMultiConditionGuider
 from .loader import UniVGCheckpointLoader, register_folder
 from .samplers import UniVGAnimationSampler, UniVGBaseSampler, UniVGUpscaler
 from .vae import UniVGVAEDecode, UniVGVAEEncode
@@ -15,6 +16,9 @@ NODE_CLASS_MAPPINGS = {
     "UniVGUpscaler": UniVGUpscaler,
     "UniVGVAEDecode": UniVGVAEDecode,
     "UniVGVAEEncode": UniVGVAEEncode,
+    "UniVGMultiConditionGuider": UniVGMultiConditionGuider,
+    "UniVGFirstFrameConditioning": UniVGFirstFrameConditioning,
+    "UniVGBGNSigmas": UniVGBGNSigmas,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -25,4 +29,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "UniVGUpscaler": "UniVG BGN Upscaler (F_SR)",
     "UniVGVAEDecode": "UniVG Video VAE Decode",
     "UniVGVAEEncode": "UniVG Video VAE Encode",
+    "UniVGMultiConditionGuider": "UniVG Multi-Condition Guider",
+    "UniVGFirstFrameConditioning": "UniVG First-Frame Conditioning (animation)",
+    "UniVGBGNSigmas": "UniVG BGN Sigmas",
 }

@@ -12,8 +12,11 @@ import comfy.model_management
 
 from ..univg_core.models.clip_image import CLIP_MEAN, CLIP_STD, PREPROCESSING, clip_pixels, null_image
 
+# keys of a CONDITIONING entry's dict (the native model's extra_conds reads them)
 IMAGE_TOKENS = "univg_image_tokens"
 NULL_IMAGE_TOKENS = "univg_null_image_tokens"
+CONCAT_LATENT = "concat_latent_image"  # core's key: the first frame's VAE latent, [1, C, h, w]
+FPS = "univg_fps"
 
 
 @torch.no_grad()  # the tokens are kept (null-image cache, conditioning): never with a graph of the tower's weights
@@ -70,6 +73,8 @@ class UniVGConditioning:
                 "image": ("IMAGE", {"tooltip": "the image condition (first frame); needs clip_vision"}),
                 "clip_vision_output": ("CLIP_VISION_OUTPUT", {"tooltip": "or tokens already made by CLIP Vision "
                                                                          "Encode (in place of clip_vision + image)"}),
+                "negative": ("CONDITIONING", {"tooltip": "the negative prompt; its copy with the null image attached "
+                                                         "comes out of 'negative', for core KSampler's negative"}),
                 "preprocess": (list(PREPROCESSING), {
                     "default": "original",
                     "tooltip": "how the image becomes CLIP's 224x224 input: 'original' = DynamiCrafter / VideoCrafter "
@@ -79,15 +84,21 @@ class UniVGConditioning:
             },
         }
 
-    RETURN_TYPES = ("CONDITIONING",)
-    RETURN_NAMES = ("conditioning",)
-    OUTPUT_TOOLTIPS = ("the text conditioning with the image's tokens attached, for a UniVG sampler's positive",)
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("conditioning", "negative")
+    OUTPUT_TOOLTIPS = (
+        "the text conditioning with the image's tokens attached, for a UniVG sampler's or the guider's positive",
+        "the negative with the null image's tokens attached: core KSampler's negative (F(0) of the guidance); "
+        "the negative input passed on unchanged when no image is given",
+    )
     FUNCTION = "combine"
     CATEGORY = "UniVG"
-    DESCRIPTION = "Text and image tokens for Multi-condition Cross Attention (weighed by the samplers' w_T and w_I)."
+    DESCRIPTION = ("Text and image tokens for Multi-condition Cross Attention (weighed by the samplers' w_T and w_I, "
+                   "or by core KSampler's cfg when the negative output carries the null image).")
     SEARCH_ALIASES = ["image conditioning", "text and image", "multi-condition", "MCA", "clip vision"]
 
-    def combine(self, positive, clip_vision=None, image=None, clip_vision_output=None, preprocess="original"):
+    def combine(self, positive, clip_vision=None, image=None, clip_vision_output=None, preprocess="original",
+                negative=None):
         if preprocess not in PREPROCESSING:
             raise ValueError(f"UniVG Multi-Conditioning: preprocess must be one of {list(PREPROCESSING)}, got {preprocess!r}")
         text, extras = first_entry(positive, "positive")
@@ -110,4 +121,13 @@ class UniVGConditioning:
                 )
             extras[IMAGE_TOKENS] = tokens[:1]
             extras[NULL_IMAGE_TOKENS] = null_image_tokens(clip_vision, tokens, preprocess)
-        return ([[text, extras]],)
+        if negative is not None and tokens is not None:
+            negative = with_extras(negative, {IMAGE_TOKENS: extras[NULL_IMAGE_TOKENS],
+                                              NULL_IMAGE_TOKENS: extras[NULL_IMAGE_TOKENS]})
+        return ([[text, extras]], negative)
+
+
+def with_extras(conditioning, extras: dict):
+    """A copy of every entry of `conditioning` with `extras` added to its dict."""
+    return [[tokens, {**entry, **extras}] for tokens, entry in conditioning]
+

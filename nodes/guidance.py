@@ -51,7 +51,7 @@ def guided_denoiser(
         "image": Condition(negative_text, image),
     }
 
-    unet_call = unet_model_fn(model.unet, fs=fps)
+    unet_call = unet_model_fn(model.unet, fs=fps or model.config.unet.default_fs)
 
     def interruptible(x, t, text, image_context):
         check_interrupt()

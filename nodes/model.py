@@ -1,5 +1,6 @@
-"""The MODEL a UniVG loader returns: the UNet3D and its image Resampler in one module,
-inside a ComfyUI ModelPatcher so ComfyUI's memory manager loads and offloads it."""
+"""The MODEL a UniVG loader returns: the UNet3D and its image Resampler in one module (the
+diffusion_model of a native ComfyUI model, nodes/native.py), inside a ComfyUI ModelPatcher so
+ComfyUI's memory manager loads and offloads it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import comfy.model_patcher
 from ..univg_core.checkpoints import LoadedCheckpoint
 from ..univg_core.configs import ModelConfig
 from ..univg_core.diffusion.schedule import alphas_cumprod_for, scale_arr_for
+from .native import UniVGNativeModel
 
 
 class UniVGModel(nn.Module):
@@ -42,6 +44,29 @@ class UniVGModel(nn.Module):
     def is_animation(self) -> bool:
         return self.in_channels == 2 * self.latent_channels
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def forward(self, x, timesteps, context=None, control=None, transformer_options={}, univg_frames=None,
+                univg_fps=None, univg_image_tokens=None, **unused):
+        """ComfyUI's call: frames as the batch ([videos * frames, C, h, w], text and image tokens
+        repeated per frame) -> the UNet's output in the same layout."""
+        frames = int(univg_frames or x.shape[0])
+        if x.shape[0] % frames:
+            raise ValueError(f"a batch of {x.shape[0]} latents is not whole videos of {frames} frames")
+        videos = x.shape[0] // frames
+
+        def per_video(tensor):
+            return tensor.reshape(videos, frames, *tensor.shape[1:])[:, 0]
+
+        video = x.reshape(videos, frames, *x.shape[1:]).transpose(1, 2)
+        image = None
+        if univg_image_tokens is not None and self.has_image_branch:
+            image = self.image_proj(per_video(univg_image_tokens).to(self.dtype))
+        out = self.unet(video, per_video(timesteps), context=per_video(context), image_context=image, fs=univg_fps)
+        return out.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[-2:])
+
     def schedule_tensors(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(alphas_cumprod, scale_arr or None), float64 on the CPU."""
         schedule = self.config.schedule
@@ -63,14 +88,15 @@ def choose_dtype(choice: str, device: torch.device) -> torch.dtype:
 def wrap_in_patcher(loaded: LoadedCheckpoint, dtype_choice: str) -> comfy.model_patcher.ModelPatcher:
     load_device = comfy.model_management.get_torch_device()
     offload_device = comfy.model_management.unet_offload_device()
-    model = UniVGModel(loaded).to(device=offload_device, dtype=choose_dtype(dtype_choice, load_device)).eval()
+    univg = UniVGModel(loaded).to(device=offload_device, dtype=choose_dtype(dtype_choice, load_device)).eval()
+    model = UniVGNativeModel(univg, device=offload_device)
     size = comfy.model_management.module_size(model)
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device, size=size)
 
 
 def univg_model(model) -> UniVGModel:
     """The UniVGModel inside a MODEL input, or a clear error for another pack's MODEL."""
-    inner = getattr(model, "model", None)
+    inner = getattr(getattr(model, "model", None), "diffusion_model", None)
     if not isinstance(inner, UniVGModel):
         raise ValueError(
             "this MODEL is not a UniVG model: load it with 'UniVG Checkpoint Loader' (a VideoCrafter, "

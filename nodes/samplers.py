@@ -15,7 +15,8 @@ from .latents import (
     to_latent_output,
 )
 from .model import load_to_device
-from .progress import check_interrupt, progress
+from .previews import preview_progress
+from .progress import check_interrupt
 
 SEED = ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                 "tooltip": "the noise's seed (drawn on the CPU: the same video on any device)"})
@@ -27,6 +28,11 @@ DDIM_FINAL_STEP = (list(FINAL_STEPS), {
                "VideoCrafter / DynamiCrafter repositories do (same video from the same weights); 'clean': it lands "
                "on the clean sample (abar = 1, scale undone)",
 })
+
+
+FPS_INPUT = ("INT", {"default": 0, "min": 0, "max": 60,
+                     "tooltip": "the frame-rate / frame-stride condition; 0: the model's own (VideoCrafter2 28 fps, "
+                                "DynamiCrafter-512 fs 24, UniVG Mini 8)"})
 
 
 def check_size(width: int, height: int, multiple: int = 64) -> None:
@@ -55,7 +61,7 @@ def _common_inputs(steps: int, frames: bool = True) -> dict:
     if frames:
         inputs["frames"] = ("INT", {"default": 24, "min": 1, "max": 256,
                                     "tooltip": "frames to generate (the models were trained on 16-24)"})
-    inputs["fps"] = ("INT", {"default": 8, "min": 1, "max": 60, "tooltip": "frame-rate / frame-stride condition"})
+    inputs["fps"] = FPS_INPUT
     inputs["sampler"] = (list(SAMPLERS), {"default": "dpmpp_2m",
                                           "tooltip": "dpmpp_2m: DPM-Solver++ (2M); ddim: the original repositories'"})
     return inputs
@@ -90,12 +96,13 @@ class UniVGBaseSampler:
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device)
         alphas_cumprod, scale_arr = inner.schedule_tensors()
         shape = (1, inner.latent_channels, frames, height // 8, width // 8)
-        noise = torch.randn(shape, generator=seeded_generator(seed))
+        # drawn in the LATENT layout [frames, C, h, w], as core KSampler draws it: the same seed gives both the same noise
+        noise = torch.randn((frames, *shape[1:2], *shape[3:]), generator=seeded_generator(seed)).transpose(0, 1)[None]
         with torch.no_grad():
             video = pipelines.generate(
                 denoise, shape, alphas_cumprod, inner.config.prediction, steps=steps, sampler=sampler,
                 spacing=inner.config.schedule.timestep_spacing, initial_noise=noise.to(device),
-                scale_arr=scale_arr, callback=progress(steps), final_step=ddim_final_step,
+                scale_arr=scale_arr, callback=preview_progress(model, steps), final_step=ddim_final_step,
             )
         return (to_latent_output(video, inner),)
 
@@ -144,7 +151,7 @@ class UniVGAnimationSampler:
         with torch.no_grad():
             video = pipelines.animate(
                 denoise, first, frames, alphas_cumprod, config.prediction, steps=steps, t_n=t_n,
-                sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr, callback=progress(steps),
+                sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr, callback=preview_progress(model, steps),
                 final_step=ddim_final_step,
             )
         return (to_latent_output(video, inner, univg_first_frame=image[:1].clone()),)
@@ -174,7 +181,7 @@ class UniVGUpscaler:
                                   "tooltip": "DPM-Solver++ steps from t_n (the paper: 7 from t = 700)"}),
                 "text_weight": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1,
                                           "tooltip": "w_T: how strongly the detail follows the text"}),
-                "fps": ("INT", {"default": 8, "min": 1, "max": 60, "tooltip": "frame-rate / frame-stride condition"}),
+                "fps": FPS_INPUT,
                 "tile_frames": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "frames per UNet call"}),
                 "tile_size": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 64,
                                       "tooltip": "pixel width of a spatial tile (height: 5/8 of it)"}),
@@ -221,6 +228,6 @@ class UniVGUpscaler:
                 alphas_cumprod, inner.config.prediction, height=height, width=width, vae_chunk=4,
                 before_each_chunk=check_interrupt, strength=strength, steps=steps, generator=seeded_generator(seed),
                 tile=(tile_frames, tile_h, tile_w), overlap=(min(4, tile_frames // 4), min(8, tile_h // 4)),
-                callback=progress(steps),
+                callback=preview_progress(model, steps),
             )
         return (to_latent_output(video, inner),)

@@ -36,20 +36,38 @@ def tiny_api(name: str, host, checkpoints: dict) -> dict:
             inputs.update(width=128, height=128, steps=2, tile_frames=2, tile_size=64)
         if node["class_type"] == "ImageScale":
             inputs.update(width=64, height=64)
+        if node["class_type"] in ("KSampler", "UniVGBGNSigmas"):
+            inputs["steps"] = TINY["steps"]
+        if node["class_type"] == "EmptyLatentImage":
+            inputs.update(width=TINY["width"], height=TINY["height"], batch_size=TINY["frames"])
     return api
 
 
-def saved_frames(host, run) -> list[np.ndarray]:
+def saved_video(host, run) -> tuple[list[np.ndarray], float, str]:
+    """The frames, frame rate and codec of the video the run saved (an MP4 through PyAV, or
+    an animated image through Pillow)."""
     (node_output,) = [o for o in run.outputs.values() if o.get("images")]
     item = node_output["images"][0]
     path = host.output_dir / item["subfolder"] / item["filename"]
     assert path.is_file() and path.stat().st_size > 0
-    frames = []
+    if path.suffix == ".mp4":
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            return frames, float(stream.average_rate), stream.codec_context.name
+    frames, duration_ms = [], 0
     with Image.open(path) as image:
         for index in range(getattr(image, "n_frames", 1)):
             image.seek(index)
             frames.append(np.asarray(image.convert("RGB")))
-    return frames
+            duration_ms += image.info.get("duration", 0)
+    return frames, 1000 * len(frames) / max(duration_ms, 1), path.suffix[1:]
+
+
+def saved_frames(host, run) -> list[np.ndarray]:
+    return saved_video(host, run)[0]
 
 
 def output_listing(host) -> set:
@@ -61,7 +79,8 @@ def test_every_node_registers(host):
     names = host.nodes.NODE_DISPLAY_NAME_MAPPINGS
     ours = {k for k in mapping if k.startswith("UniVG")}
     assert ours == {"UniVGCheckpointLoader", "UniVGConditioning", "UniVGBaseSampler", "UniVGAnimationSampler",
-                    "UniVGUpscaler", "UniVGVAEDecode", "UniVGVAEEncode"}
+                    "UniVGUpscaler", "UniVGVAEDecode", "UniVGVAEEncode", "UniVGMultiConditionGuider",
+                    "UniVGFirstFrameConditioning", "UniVGBGNSigmas"}
     for key in ours:
         assert mapping[key].CATEGORY == "UniVG" and names[key].startswith("UniVG")
     loader_files = mapping["UniVGCheckpointLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
@@ -102,8 +121,15 @@ def test_demo_vae_layout_is_comfyuis(host):
     assert vae_shapes() == {"first_stage_model." + k: tuple(v.shape) for k, v in reference.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["text_to_video", "image_to_video", "text_image_to_video", "animation",
-                                  "base_then_super_resolution"])
+BUNDLED = ["text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
+           "text_to_video_ksampler", "animation_custom_sampler"]
+
+
+def test_every_bundled_workflow_is_tested():
+    assert sorted(path.stem for path in (WORKFLOWS / "api").glob("*.json")) == sorted(BUNDLED)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
 def test_ui_workflows_match_their_api_twins(host, name):
     info = object_info_from_classes(host.nodes.NODE_CLASS_MAPPINGS)
     api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
@@ -113,45 +139,41 @@ def test_ui_workflows_match_their_api_twins(host, name):
     assert ui["version"] == 0.4 and ui["links"] and all("widgets_values" in n for n in ui["nodes"])
 
 
-@pytest.mark.parametrize("name", ["text_to_video", "image_to_video", "text_image_to_video", "animation",
-                                  "base_then_super_resolution"])
-def test_bundled_workflow_renders_a_file(host, checkpoints, name):
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_workflow_renders_an_mp4(host, checkpoints, name):
     api = tiny_api(name, host, checkpoints)
-    for node in api.values():
-        if node["class_type"] == "SaveAnimatedWEBP":
-            node["inputs"]["lossless"] = True  # so the frames can be compared exactly
     run = host.run(api)
     assert run.success, run.error()
-    frames = saved_frames(host, run)
-    assert len(frames) == TINY["frames"]
+    frames, fps, codec = saved_video(host, run)
+    assert (len(frames), fps, codec) == (TINY["frames"], 8.0, "h264")
     expected = (128, 128) if name == "base_then_super_resolution" else (64, 64)
     assert frames[0].shape[:2] == expected
     if name == "animation":
-        # a core Image Scale sits between the image and the sampler; frame 0 is its output, exactly
+        # a core Image Scale sits between the image and the sampler; frame 0 is its output (through H.264)
         import comfy.utils
 
         source = np.asarray(Image.open(host.base / "input" / "univg_example.png").convert("RGB"))
         pixels = torch.from_numpy(source.astype(np.float32) / 255).movedim(-1, 0)[None]
         scaled = comfy.utils.common_upscale(pixels, 64, 64, "bicubic", "disabled")[0].movedim(0, -1)
         expected_first = np.clip(255 * scaled.numpy(), 0, 255).astype(np.uint8)
-        assert np.abs(frames[0].astype(int) - expected_first.astype(int)).max() <= 1
-        assert np.abs(frames[1].astype(int) - frames[0].astype(int)).mean() > 1  # later frames are generated
+        assert np.abs(frames[0].astype(int) - expected_first.astype(int)).mean() < 4
+        assert np.abs(frames[1].astype(int) - frames[0].astype(int)).mean() > 10  # later frames are generated
 
 
 def test_same_seed_same_video(host, checkpoints):
     """Seed 42, then 7, then 42 again: ComfyUI's classic cache holds one result per node, so
     the third render is computed afresh and must equal the first."""
     api = tiny_api("text_to_video", host, checkpoints)
-    api["6"]["inputs"]["lossless"] = True
     renders = []
     for index, seed in enumerate((42, 7, 42)):
         api["4"]["inputs"]["seed"] = seed
-        api["6"]["inputs"]["filename_prefix"] = f"univg/seed_{index}"
+        api["20"]["inputs"]["filename_prefix"] = f"univg/seed_{index}"
         run = host.run(api)
         assert run.success, run.error()
         renders.append(saved_frames(host, run))
-    assert all(np.array_equal(a, b) for a, b in zip(renders[0], renders[2]))
-    assert any(not np.array_equal(a, b) for a, b in zip(renders[0], renders[1]))
+    # H.264 is not bit-reproducible (libx264 threads): the same frames encode to within a few levels
+    assert np.abs(np.stack(renders[0]).astype(int) - np.stack(renders[2]).astype(int)).mean() < 0.25
+    assert np.abs(np.stack(renders[0]).astype(int) - np.stack(renders[1]).astype(int)).mean() > 5
 
 
 # ------------------------------------------------------------------------- bad input

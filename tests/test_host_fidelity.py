@@ -51,7 +51,7 @@ def test_original_and_comfyui_preprocessing_on_the_node(host, encoders):
     image = torch.rand(1, 96, 160, 3, generator=torch.Generator().manual_seed(3))
     extras = {}
     for preprocess in ("original", "comfyui"):
-        (conditioning,) = node.combine(encoders["positive"], clip_vision, image, preprocess=preprocess)
+        conditioning, _ = node.combine(encoders["positive"], clip_vision, image, preprocess=preprocess)
         extras[preprocess] = conditioning[0][1]
         assert torch.equal(conditioning[0][0], encoders["positive"][0][0])
     keys = conditioning_module.IMAGE_TOKENS, conditioning_module.NULL_IMAGE_TOKENS

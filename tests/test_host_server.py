@@ -28,7 +28,7 @@ def server(tmp_path_factory):
     base = prepare_base(tmp_path_factory.mktemp("server_base"))
     install(base / "models", log=lambda message: None)  # UniVG Mini: renders in seconds
     example_image(base / "input" / "univg_example.png")
-    with Server(base) as running:
+    with Server(base, extra_args=("--preview-method", "latent2rgb")) as running:
         yield running
     assert running.process.returncode is not None
 
@@ -83,7 +83,29 @@ def test_progress_watcher_prints_each_node_and_step_of_a_live_render(server):
     steps = [line for line in lines if line.startswith("UniVGBaseSampler (node 4): ")]
     assert [line.split(": ")[1].split(",")[0] for line in steps] == ["1/3", "2/3", "3/3"]
     assert lines.index(steps[0]) > sampler
-    assert "running UniVGVAEDecode (node 5)" in lines and "running SaveAnimatedWEBP (node 6)" in lines
+    assert "running UniVGVAEDecode (node 5)" in lines and "running SaveVideo (node 20)" in lines
+
+
+def watched_render(server, api) -> tuple[dict, ProgressWatcher]:
+    with ProgressWatcher(server.url, {k: v["class_type"] for k, v in api.items()}, lambda line: None) as watch:
+        entry = wait_for(server.url, queue_prompt(server.url, api, client_id=watch.client_id), timeout=900)
+        time.sleep(1.0)  # the last messages may still be in flight
+    return entry, watch
+
+
+def test_live_previews_come_with_the_steps_of_univg_and_core_samplers(server):
+    """With --preview-method, each sampling step sends a preview image: the UniVG Base
+    Sampler's and core KSampler's on a UniVG model alike."""
+    ours, watch = watched_render(server, t2v(steps=4, seed=12))
+    assert status_of(ours)[0] == "success" and watch.error is None
+    assert watch.previews >= 4, watch.previews
+    api = json.loads((ROOT / "workflows" / "api" / "text_to_video_ksampler.json").read_text())
+    api["1"]["inputs"]["ckpt_name"] = MODEL
+    api["4"]["inputs"].update(steps=4, seed=12)
+    api["7"]["inputs"].update(width=64, height=64, batch_size=8)
+    core, watch = watched_render(server, api)
+    assert status_of(core)[0] == "success", status_of(core)
+    assert watch.previews >= 4, watch.previews
 
 
 def write_lines(path: Path, rows) -> Path:

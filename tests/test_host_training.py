@@ -46,7 +46,7 @@ def test_trained_files_carry_their_task(trained, host):
 def test_trained_animation_model_renders_through_the_animation_sampler(trained, host, checkpoints):
     api = tiny_api("animation", host, checkpoints)
     api["1"]["inputs"]["ckpt_name"] = trained["animation"]
-    api["6"]["inputs"]["filename_prefix"] = "univg/trained_animation"
+    api["20"]["inputs"]["filename_prefix"] = "univg/trained_animation"
     run = host.run(api)
     assert run.success, run.error()
     assert len(saved_frames(host, run)) == 4
@@ -55,7 +55,7 @@ def test_trained_animation_model_renders_through_the_animation_sampler(trained, 
 def test_trained_sr_model_renders_through_the_upscaler(trained, host, checkpoints):
     api = tiny_api("base_then_super_resolution", host, checkpoints)
     api["10"]["inputs"]["ckpt_name"] = trained["sr"]
-    api["6"]["inputs"]["filename_prefix"] = "univg/trained_sr"
+    api["20"]["inputs"]["filename_prefix"] = "univg/trained_sr"
     run = host.run(api)
     assert run.success, run.error()
     frames = saved_frames(host, run)

@@ -20,6 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HOST = ROOT / ".host" / "ComfyUI"
 PYTHON = ROOT / ".venv" / "bin" / "python"
+# every host scripts/build_host.sh builds: version -> (ComfyUI tree, its Python)
+HOSTS = {
+    "0.3.75": (HOST, PYTHON),
+    "0.8.0": (ROOT / ".host" / "ComfyUI-0.8.0", ROOT / ".host" / "venv-0.8.0" / "bin" / "python"),
+}
 
 
 class HostError(RuntimeError):
@@ -40,9 +45,10 @@ class PromptRejected(HostError):
         super().__init__("; ".join(p for p in parts if p))
 
 
-def require_host() -> None:
-    if not (HOST / "main.py").is_file():
-        raise HostError(f"no ComfyUI host at {HOST}: run `bash scripts/build_host.sh` first")
+def require_host(version: str = "0.3.75") -> None:
+    tree, python = HOSTS[version]
+    if not (tree / "main.py").is_file() or not python.is_file():
+        raise HostError(f"no ComfyUI {version} host at {tree}: run `bash scripts/build_host.sh` first")
 
 
 def prepare_base(base: Path, models: Path | None = None, output: Path | None = None) -> Path:
@@ -69,8 +75,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base: Path, port: int | None = None, log_path: Path | None = None):
-        require_host()
+    def __init__(self, base: Path, port: int | None = None, log_path: Path | None = None, extra_args: tuple = (),
+                 version: str = "0.3.75"):
+        require_host(version)
+        self.tree, self.python = HOSTS[version]
+        self.extra_args = tuple(extra_args)
         self.base = Path(base)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -80,9 +89,9 @@ class Server:
     def start(self, timeout: float = 900.0) -> "Server":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        command = [str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                   "--disable-auto-launch", "--base-directory", str(self.base.resolve())]
-        self.process = subprocess.Popen(command, cwd=HOST, stdout=log, stderr=subprocess.STDOUT,
+        command = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+                   "--disable-auto-launch", "--base-directory", str(self.base.resolve()), *self.extra_args]
+        self.process = subprocess.Popen(command, cwd=self.tree, stdout=log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

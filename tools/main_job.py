@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
-from .mini_workflows import EXAMPLE_IMAGE, apply_mini, mini_models_for
+from .mini_workflows import EXAMPLE_IMAGE, apply_mini, apply_video_settings, mini_models_for
 from .progress_watch import ProgressWatcher
 
 MODELS = ROOT / "models"
@@ -26,7 +26,8 @@ OUTPUT = ROOT / "output"
 BASE = ROOT / ".host" / "base"
 WORKFLOWS = ROOT / "workflows" / "api"
 FAMILY_FOR = {"text_to_video": "videocrafter2_t2v_512", "image_to_video": "univg_base",
-              "text_image_to_video": "univg_base", "animation": "univg_animation"}
+              "text_image_to_video": "univg_base", "animation": "univg_animation",
+              "text_to_video_ksampler": "videocrafter2_t2v_512", "animation_custom_sampler": "univg_animation"}
 HELP = (
     "Put a video checkpoint in {folder}: VideoCrafter2 (model.ckpt, text-to-video 512x320), VideoCrafter1 "
     "(i2v_512_v1 / t2v_1024_v1), DynamiCrafter (256/512/1024, for the animation workflow), or a UniVG "
@@ -47,18 +48,13 @@ def set_checkpoint_and_overrides(workflow: dict, checkpoint: str, overrides: dic
     """A user's (or the random demo) checkpoint in every loader; the command line's settings."""
     if demo:
         overrides = {k: v if v is not None else {"steps": 10, "frames": 8}.get(k) for k, v in overrides.items()}
+    settings = {key: value for key, value in overrides.items() if value is not None}
     for node in workflow.values():
         if node["class_type"] == "UniVGCheckpointLoader":
             node["inputs"]["ckpt_name"] = checkpoint
-        for key, value in overrides.items():
-            if value is not None and key in node["inputs"] and node["class_type"].startswith("UniVG"):
-                node["inputs"][key] = value
+        apply_video_settings(node, settings, {k: v for k, v in settings.items() if k not in ("width", "height")})
         if prompt is not None and node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] == "Positive prompt":
             node["inputs"]["text"] = prompt
-        if node["class_type"] == "ImageScale":
-            for key in ("width", "height"):
-                if overrides[key] is not None:
-                    node["inputs"][key] = overrides[key]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,8 @@ MINI_MODELS = {
     "text_image_to_video": ("univg_mini_base_image.safetensors",),
     "animation": ("univg_mini_animation.safetensors",),
     "base_then_super_resolution": ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"),
+    "text_to_video_ksampler": ("univg_mini_base.safetensors",),
+    "animation_custom_sampler": ("univg_mini_animation.safetensors",),
 }
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
 UPSCALER_SETTINGS = {"width": 2 * models.SIZE, "height": 2 * models.SIZE, "fps": models.FPS}
@@ -56,14 +58,31 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
         node["inputs"]["ckpt_name"] = name
     for node in workflow.values():
         inputs, kind = node["inputs"], node["class_type"]
-        if kind in ("UniVGBaseSampler", "UniVGAnimationSampler"):
-            inputs.update({k: v for k, v in sampler.items() if k in inputs})
-        elif kind == "UniVGUpscaler":
-            inputs.update({k: v for k, v in upscaler.items() if k in inputs})
-        elif kind == "ImageScale":
-            inputs.update(width=sampler["width"], height=sampler["height"])
+        apply_video_settings(node, sampler, upscaler)
+        if kind == "CreateVideo":
+            inputs["fps"] = float(sampler["fps"])
         elif kind == "LoadImage":
             inputs["image"] = EXAMPLE_IMAGE_FILE
         elif kind == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
             inputs["text"] = prompt if prompt is not None else EXAMPLE_CAPTION
     return workflow
+
+
+def apply_video_settings(node: dict, sampler: dict, upscaler: Optional[dict] = None) -> None:
+    """Put `sampler` (steps, frames, width, height, fps; each optional) into a node of any
+    bundled workflow that takes one of them (UniVG samplers, core KSampler, the empty video
+    latent, first-frame conditioning, BGN sigmas, Image Scale); `upscaler` into the upscaler."""
+    inputs, kind = node["inputs"], node["class_type"]
+    size = {k: sampler[k] for k in ("width", "height") if k in sampler}
+    if kind in ("UniVGBaseSampler", "UniVGAnimationSampler"):
+        inputs.update({k: v for k, v in sampler.items() if k in inputs})
+    elif kind == "UniVGUpscaler" and upscaler:
+        inputs.update({k: v for k, v in upscaler.items() if k in inputs})
+    elif kind in ("KSampler", "UniVGBGNSigmas") and "steps" in sampler:
+        inputs["steps"] = sampler["steps"]
+    elif kind == "EmptyLatentImage":  # a video latent: the batch is the frames
+        inputs.update(size, **({"batch_size": sampler["frames"]} if "frames" in sampler else {}))
+    elif kind == "UniVGFirstFrameConditioning" and "frames" in sampler:
+        inputs["frames"] = sampler["frames"]
+    elif kind == "ImageScale":
+        inputs.update(size)

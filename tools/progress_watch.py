@@ -68,6 +68,7 @@ class ProgressWatcher:
         self.client_id = uuid.uuid4().hex
         self.log = ProgressLog({str(k): v for k, v in node_types.items()}, interval)
         self.print_line = print_line
+        self.previews = 0  # binary preview images received (the server sends them with --preview-method)
         self.connected = threading.Event()
         self.error: BaseException | None = None
         self._loop = asyncio.new_event_loop()
@@ -114,8 +115,11 @@ class ProgressWatcher:
                 if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                                     aiohttp.WSMsgType.ERROR):
                     break
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    self.previews += 1
+                    continue
                 if message.type != aiohttp.WSMsgType.TEXT:
-                    continue  # binary preview images
+                    continue
                 payload = json.loads(message.data)
                 line = self.log.describe(payload.get("type", ""), payload.get("data") or {}, time.monotonic())
                 if line:

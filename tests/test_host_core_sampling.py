@@ -1,0 +1,194 @@
+"""UniVG models under ComfyUI's own sampling, on the real host: core samplers and schedulers
+on every family, the same video as the UniVG nodes for the same seed, scale_arr honoured,
+the multi-condition guider, the first-frame concat and the BGN sigmas.
+
+Tiny configurations of the real modules (random weights), wrapped by the pack's own
+loader code into the native MODEL, sampled by comfy.sample / comfy.samplers."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import pytest
+import torch
+
+from conftest import tiny_models
+from univg_core.checkpoints.loading import LoadedCheckpoint
+
+pytestmark = pytest.mark.host
+FRAMES, SIZE = 4, 16  # latent pixels
+FAMILIES = ["videocrafter2_t2v_512", "videocrafter1_i2v_512", "dynamicrafter_512", "univg_base",
+            "univg_animation", "univg_sr"]
+
+
+@pytest.fixture(scope="module")
+def pack(host):
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]
+    name = loader.__module__.rsplit(".", 1)[0]
+    return {part: importlib.import_module(f"{name}.{part}")
+            for part in ("model", "samplers", "core_sampling", "conditioning", "native")}
+
+
+def make_patcher(pack, family: str, **schedule_changes):
+    config, unet, image_proj = tiny_models(family)
+    with torch.no_grad():  # outputs of a trained model's size (eps ~ 1), not the random weights' ~100
+        unet.out[-1].weight.mul_(0.02)
+        unet.out[-1].bias.mul_(0.02)
+    if schedule_changes:
+        config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, **schedule_changes))
+    return pack["model"].wrap_in_patcher(LoadedCheckpoint(family, config, unet, image_proj), "fp32"), config
+
+
+def conditionings(pack, config, seed: int = 0):
+    """(positive, negative) as UniVG Multi-Conditioning gives them: text tokens, and for image
+    models the image's tokens and the null image's (the negative carries the null image)."""
+    keys = pack["conditioning"]
+    generator = torch.Generator().manual_seed(seed)
+    width = config.unet.context_dim
+    positive = [[torch.randn(1, 77, width, generator=generator), {}]]
+    negative = [[torch.randn(1, 77, width, generator=generator), {}]]
+    if config.image_proj is not None:
+        tokens = torch.randn(1, 9, config.image_proj.embedding_dim, generator=generator)
+        null = torch.randn(1, 9, config.image_proj.embedding_dim, generator=generator)
+        positive[0][1].update({keys.IMAGE_TOKENS: tokens, keys.NULL_IMAGE_TOKENS: null})
+        negative[0][1].update({keys.IMAGE_TOKENS: null, keys.NULL_IMAGE_TOKENS: null})
+    if config.unet.in_channels == 2 * config.unet.out_channels:
+        first = {keys.CONCAT_LATENT: torch.randn(1, 4, SIZE, SIZE, generator=generator)}
+        positive, negative = keys.with_extras(positive, first), keys.with_extras(negative, first)
+    return positive, negative
+
+
+def core_sample(patcher, positive, negative, sampler, scheduler, steps=3, cfg=5.0, seed=0, latent=None):
+    import comfy.sample
+
+    latent = torch.zeros(FRAMES, 4, SIZE, SIZE) if latent is None else latent
+    noise = comfy.sample.prepare_noise(latent, seed)
+    return comfy.sample.sample(patcher, noise, steps, cfg, sampler, scheduler, positive, negative, latent, seed=seed)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_core_ksampler_renders_every_family_with_every_sampler_and_scheduler(pack, family):
+    patcher, config = make_patcher(pack, family)
+    positive, negative = conditionings(pack, config)
+    results = {}
+    for sampler in ("euler", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc"):
+        for scheduler in ("karras", "simple", "normal"):
+            video = core_sample(patcher, positive, negative, sampler, scheduler)
+            assert video.shape == (FRAMES, 4, SIZE, SIZE) and torch.isfinite(video).all(), (sampler, scheduler)
+            results[sampler, scheduler] = video
+    again = core_sample(patcher, positive, negative, "dpmpp_2m_sde", "karras")
+    torch.testing.assert_close(again, results["dpmpp_2m_sde", "karras"])  # the seed fixes the SDE's noise too
+    assert not torch.allclose(results["euler", "karras"], results["euler", "simple"])  # the schedule matters
+
+
+def test_core_dpmpp_2m_equals_the_univg_base_sampler_for_the_same_seed(pack):
+    """Same seed, same sigmas (the trailing timesteps: core's 'simple'), w_T = cfg, w_I = 0:
+    KSampler and UniVG Base Sampler give the same latents."""
+    patcher, config = make_patcher(pack, "univg_sr", timestep_spacing="uniform_trailing", zero_terminal_snr=False)
+    positive, negative = conditionings(pack, config)
+    ours = pack["samplers"].UniVGBaseSampler().sample(
+        patcher, positive, negative, seed=7, steps=5, text_weight=5.0, image_weight=0.0, frames=FRAMES, fps=8,
+        sampler="dpmpp_2m", width=SIZE * 8, height=SIZE * 8)[0]["samples"]
+    core = core_sample(patcher, positive, negative, "dpmpp_2m", "simple", steps=5, cfg=5.0, seed=7)
+    assert core.abs().max() > 0.1
+    torch.testing.assert_close(core, ours, rtol=0, atol=1e-4)
+
+
+def test_core_euler_is_lvdm_ddim_with_scale_arr(pack):
+    """DynamiCrafter's scale_arr (0.7, here on a v-prediction text model): Euler over sigma' =
+    sigma / scale_arr is the original DDIM with its pred_x0 * s_prev / s_t step, so it equals
+    the UniVG node's DDIM."""
+    schedule = dict(zero_terminal_snr=False, scale_base=0.7, timestep_spacing="uniform_trailing")
+    patcher, config = make_patcher(pack, "univg_sr", **schedule)
+    positive, negative = conditionings(pack, config)
+    arguments = dict(seed=3, steps=10, text_weight=4.0, image_weight=0.0, frames=FRAMES, fps=0, sampler="ddim",
+                     width=SIZE * 8, height=SIZE * 8, ddim_final_step="clean")
+    ours = pack["samplers"].UniVGBaseSampler().sample(patcher, positive, negative, **arguments)[0]["samples"]
+    core = core_sample(patcher, positive, negative, "euler", "simple", steps=10, cfg=4.0, seed=3)
+    torch.testing.assert_close(core, ours, rtol=0, atol=1e-4)
+    unscaled, _ = make_patcher(pack, "univg_sr", **{**schedule, "scale_base": None})
+    ignored = core_sample(unscaled, positive, negative, "euler", "simple", steps=10, cfg=4.0, seed=3)
+    assert (ignored - ours).abs().max() > 1e-2  # what ignoring scale_arr would cost
+
+
+def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pack):
+    import comfy.sampler_helpers
+    import comfy.samplers
+
+    from univg_core.diffusion.guidance import multi_condition
+
+    patcher, config = make_patcher(pack, "univg_base")
+    positive, negative = conditionings(pack, config)
+    (guider,) = pack["core_sampling"].UniVGMultiConditionGuider().get_guider(patcher, positive, negative, 6.0, 2.5, 0.0)
+    x = torch.randn(FRAMES, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 3
+    sigma = torch.full((FRAMES,), 2.0)
+    conds = {name: [entry.copy() for entry in branch] for name, branch in guider.original_conds.items()}
+    guider.inner_model, conds, _ = comfy.sampler_helpers.prepare_sampling(patcher, x.shape, conds, {})
+    patcher.pre_run()
+    guider.conds = comfy.samplers.process_conds(guider.inner_model, x, conds, "cpu", None, None, 0)
+    guided = guider.predict_noise(x, sigma)
+    calls = []
+    real = guider.inner_model.diffusion_model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(*args, **kwargs)
+
+    outputs = []
+    for branch in ("null", "text", "image"):
+        outputs.append(comfy.samplers.calc_cond_batch(guider.inner_model, [guider.conds[branch]], x, sigma, {})[0])
+    expected = multi_condition(*outputs, 6.0, 2.5)
+    torch.testing.assert_close(guided, expected, rtol=1e-5, atol=1e-5)
+    guider.inner_model.diffusion_model.forward = counting
+    try:
+        guider.predict_noise(x, sigma)
+    finally:
+        guider.inner_model.diffusion_model.forward = real
+    assert calls == [3 * FRAMES]  # the three branches in one batched call
+    image_only = multi_condition(outputs[0], outputs[1], outputs[2], 0.0, 2.5)
+    assert (image_only - expected).abs().max() > 1e-3  # w_T matters
+
+
+def test_the_guider_samples_under_sampler_custom_advanced_with_rescale(pack):
+    import comfy.samplers
+
+    patcher, config = make_patcher(pack, "dynamicrafter_512")
+    positive, negative = conditionings(pack, config)
+    make = pack["core_sampling"].UniVGMultiConditionGuider().get_guider
+    latent = torch.zeros(FRAMES, 4, SIZE, SIZE)
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))
+    sigmas = pack["core_sampling"].bgn_sigmas(patcher.get_model_object("model_sampling"), 4, 999)
+    videos = {}
+    for phi in (0.0, -1.0):  # -1: the model's 0.7
+        (guider,) = make(patcher, positive, negative, 7.5, 2.0, phi)
+        assert guider.guidance_rescale == (0.7 if phi < 0 else 0.0)
+        videos[phi] = guider.sample(noise, latent, comfy.samplers.sampler_object("dpmpp_2m"), sigmas, seed=0)
+        assert videos[phi].shape == latent.shape and torch.isfinite(videos[phi]).all()
+    assert (videos[0.0] - videos[-1.0]).abs().max() > 1e-3
+
+
+def test_the_animation_model_needs_the_first_frame_and_uses_it(pack):
+    keys = pack["conditioning"]
+    patcher, config = make_patcher(pack, "univg_animation")
+    positive, negative = conditionings(pack, config)
+    bare = [[tokens, {k: v for k, v in extras.items() if k != keys.CONCAT_LATENT}] for tokens, extras in positive]
+    with pytest.raises(ValueError, match="First-Frame Conditioning"):
+        core_sample(patcher, bare, negative, "euler", "simple")
+    other = keys.with_extras(positive, {keys.CONCAT_LATENT: torch.zeros(1, 4, SIZE, SIZE)})
+    other_negative = keys.with_extras(negative, {keys.CONCAT_LATENT: torch.zeros(1, 4, SIZE, SIZE)})
+    assert (core_sample(patcher, positive, negative, "euler", "simple")
+            - core_sample(patcher, other, other_negative, "euler", "simple")).abs().max() > 1e-3
+    wrong_size = keys.with_extras(positive, {keys.CONCAT_LATENT: torch.zeros(1, 4, 8, 8)})
+    with pytest.raises(ValueError, match="give UniVG First-Frame Conditioning the video's size"):
+        core_sample(patcher, wrong_size, wrong_size, "euler", "simple")
+
+
+def test_bgn_sigmas_start_at_t_n_on_the_univg_samplers_timesteps(pack):
+    patcher, config = make_patcher(pack, "univg_animation")
+    (sigmas,) = pack["core_sampling"].UniVGBGNSigmas().get_sigmas(patcher, 5, -1)
+    sampling = patcher.get_model_object("model_sampling")
+    timesteps = [int(sampling.timestep(sigma)) for sigma in sigmas[:-1]]
+    assert timesteps == [990, 792, 594, 395, 197] and float(sigmas[-1]) == 0.0
+    with pytest.raises(ValueError, match="at most 11 steps"):
+        pack["core_sampling"].UniVGBGNSigmas().get_sigmas(patcher, 12, 10)
