@@ -124,7 +124,8 @@ class UniVGFirstFrameConditioning:
         "the positive with the first frame's latent attached (concatenated to every frame's input)",
         "the negative with the same first frame (the unconditional branch keeps the concat)",
         "the first frame's latent repeated over the frames: sampling from it with noise at t_n is the BGN "
-        "condition q(v_tn | v_C) (UniVG BGN Sigmas, or KSampler's denoise = t_n / 1000)",
+        "condition q(v_tn | v_C) (UniVG BGN Sigmas, or KSampler's denoise = t_n / 1000); its noise mask keeps "
+        "frame 0 on the image at every step",
     )
     FUNCTION = "condition"
     CATEGORY = "UniVG"
@@ -140,7 +141,11 @@ class UniVGFirstFrameConditioning:
         first = encode_images(vae, image[:1])
         concat = {CONCAT_LATENT: first}
         start = first.repeat(frames, 1, 1, 1)
-        return with_extras(positive, concat), with_extras(negative, concat), {"samples": start}
+        # frame 0 held at the first frame's forward process every step (core's inpainting mask),
+        # as the UniVG Animation Sampler pins it: the video starts on the image
+        keep_first = torch.ones(frames, 1, *first.shape[-2:])
+        keep_first[0] = 0
+        return with_extras(positive, concat), with_extras(negative, concat), {"samples": start, "noise_mask": keep_first}
 
 
 def bgn_sigmas(model_sampling, steps: int, t_n: int) -> torch.Tensor:

@@ -5,12 +5,17 @@ initialised, prompts validated and run by execution.PromptExecutor."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.comfy_host import HOST, require_host
+from tools.comfy_host import HOSTS, require_host
+
+# which built host the in-process tests drive (tests/test_host_versions.py reruns them on 0.8.0)
+VERSION = os.environ.get("UNIVG_HOST_VERSION", "0.3.75")
+HOST = HOSTS[VERSION][0]
 
 
 @dataclass
@@ -35,7 +40,7 @@ class Run:
 
 class InProcessHost:
     def __init__(self, base: Path):
-        require_host()
+        require_host(VERSION)
         if str(HOST) not in sys.path:
             sys.path.insert(0, str(HOST))
         from comfy.cli_args import args

@@ -192,3 +192,17 @@ def test_bgn_sigmas_start_at_t_n_on_the_univg_samplers_timesteps(pack):
     assert timesteps == [990, 792, 594, 395, 197] and float(sigmas[-1]) == 0.0
     with pytest.raises(ValueError, match="at most 11 steps"):
         pack["core_sampling"].UniVGBGNSigmas().get_sigmas(patcher, 12, 10)
+
+
+def test_core_model_patching_nodes_apply_to_a_univg_model(host, pack):
+    """Core RescaleCFG (a sampler-cfg patch on a ModelPatcher clone) and ModelSamplingDiscrete
+    (a model_sampling object patch) change what core KSampler renders from a UniVG MODEL."""
+    patcher, config = make_patcher(pack, "dynamicrafter_512")
+    positive, negative = conditionings(pack, config)
+    plain = core_sample(patcher, positive, negative, "euler", "simple", cfg=7.5)
+    (rescaled,) = host.nodes.NODE_CLASS_MAPPINGS["RescaleCFG"]().patch(patcher, 0.7)
+    patched = core_sample(rescaled, positive, negative, "euler", "simple", cfg=7.5)
+    assert torch.isfinite(patched).all() and (patched - plain).abs().max() > 1e-3
+    resampled = host.nodes.NODE_CLASS_MAPPINGS["ModelSamplingDiscrete"]().patch(patcher, "v_prediction", False)[0]
+    other = core_sample(resampled, positive, negative, "euler", "simple", cfg=7.5)
+    assert torch.isfinite(other).all() and (other - plain).abs().max() > 1e-3  # no zero SNR, no scale_arr
