@@ -94,7 +94,7 @@ def test_the_in_process_host_suites_pass_on_comfyui_0_8_0():
     tree, python = HOSTS["0.8.0"]
     if not (tree / "main.py").is_file() or not python.is_file():
         pytest.skip("ComfyUI 0.8.0 is not built (scripts/build_host.sh needs ../shared/hosts/comfyui-0.8.0.tar.gz)")
-    command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+    command = [str(python), "-m", "pytest", "-p", "no:warnings",
                "tests/test_host_core_sampling.py", "tests/test_host.py"]
     result = subprocess.run(command, cwd=ROOT, env={**os.environ, "UNIVG_HOST_VERSION": "0.8.0"},
                             capture_output=True, text=True, timeout=2400)
