@@ -111,7 +111,8 @@ class UniVGFirstFrameConditioning:
             "required": {
                 "positive": ("CONDITIONING", {"tooltip": "the positive (from UniVG Multi-Conditioning or CLIP Text "
                                                          "Encode)"}),
-                "negative": ("CONDITIONING", {"tooltip": "the negative"}),
+                "negative": ("CONDITIONING", {"tooltip": "the negative (the null text; UniVG Multi-Conditioning's "
+                                                         "negative output for image models)"}),
                 "vae": ("VAE", {"tooltip": "the VAE that encodes the first frame (the loader's)"}),
                 "image": ("IMAGE", {"tooltip": "the first frame; width and height multiples of 64"}),
                 "frames": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "frames of the video"}),

@@ -337,7 +337,10 @@ def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_
     assert a.keys() == b.keys()
     changed = 0
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+        # batch 2 in one process and batch 1 per rank sum in different orders: float noise of up to
+        # 4e-7 here, varying run to run (it once passed 1e-6 in CI); a wrong gradient average moves
+        # the weights by Adam's step, ~1e-3
+        torch.testing.assert_close(a[key], b[key], rtol=5e-5, atol=5e-6, msg=key)
         changed += key.startswith("model.diffusion_model.")
     assert changed
     initial = load_file(str(workspace / "base.safetensors"))
