@@ -338,7 +338,7 @@ def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_
     changed = 0
     for key in a:
         # batch 2 in one process and batch 1 per rank sum in different orders: float noise of up to
-        # 4e-7 here, varying run to run (it once passed 1e-6 in CI); a wrong gradient average moves
+        # 4e-7 here, varying run to run (once over 1e-6 in CI); a wrong gradient average moves
         # the weights by Adam's step, ~1e-3
         torch.testing.assert_close(a[key], b[key], rtol=5e-5, atol=5e-6, msg=key)
         changed += key.startswith("model.diffusion_model.")
