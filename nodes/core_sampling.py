@@ -49,11 +49,12 @@ class MultiConditionGuider(comfy.samplers.CFGGuider):
         self.inner_set_conds(guidance_branches(positive, negative))
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
-        names = ["null"] + [name for name in ("text", "image") if name in self.conds]
+        weights = {"text": self.w_text, "image": self.w_image}
+        names = ["null"] + [name for name in ("text", "image") if name in self.conds and weights[name]]  # 0: not run
         outputs = dict(zip(names, comfy.samplers.calc_cond_batch(
             self.inner_model, [self.conds[name] for name in names], x, timestep, model_options)))
-        w_image = self.w_image if "image" in outputs else 0.0
-        guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"), self.w_text, w_image)
+        guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"),
+                                 self.w_text if "text" in outputs else 0.0, self.w_image if "image" in outputs else 0.0)
         if not self.guidance_rescale:
             return guided
         sampling = self.inner_model.model_sampling

@@ -143,9 +143,12 @@ def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pa
     guider.inner_model.diffusion_model.forward = counting
     try:
         guider.predict_noise(x, sigma)
+        guider.set_weights(0.0, 2.5, 0.0)
+        image_guided = guider.predict_noise(x, sigma)
     finally:
         guider.inner_model.diffusion_model.forward = real
-    assert calls == [3 * FRAMES]  # the three branches in one batched call
+    assert calls == [3 * FRAMES, 2 * FRAMES]  # the three branches in one batched call; w_T = 0 skips F(T)
+    torch.testing.assert_close(image_guided, multi_condition(*outputs, 0.0, 2.5), rtol=1e-5, atol=1e-5)
     image_only = multi_condition(outputs[0], outputs[1], outputs[2], 0.0, 2.5)
     assert (image_only - expected).abs().max() > 1e-3  # w_T matters
 
