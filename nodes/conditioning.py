@@ -89,7 +89,7 @@ class UniVGConditioning:
     OUTPUT_TOOLTIPS = (
         "the text conditioning with the image's tokens attached, for a UniVG sampler's or the guider's positive",
         "the negative with the null image's tokens attached: core KSampler's negative (F(0) of the guidance); "
-        "the negative input passed on unchanged when no image is given",
+        "the negative input passed on unchanged when no image is given (nothing when negative is not connected)",
     )
     FUNCTION = "combine"
     CATEGORY = "UniVG"
