@@ -13,9 +13,7 @@ from ..univg_core.diffusion.samplers import make_timesteps
 from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry, with_extras
 from .latents import encode_images
 from .model import univg_model
-from .samplers import check_size
-
-MODEL_TOOLTIP = "a UniVG model from the UniVG Checkpoint Loader"
+from .samplers import MODEL_TOOLTIP, check_size
 
 
 def guidance_branches(positive, negative) -> dict:

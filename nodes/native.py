@@ -52,11 +52,14 @@ class UniVGModelSampling(comfy.model_sampling.ModelSamplingDiscrete, comfy.model
         self.zsnr = schedule.zero_terminal_snr
         self.sigma_data = 1.0
         self.set_sigmas(sigma_space.sigma_table(alphas_cumprod, scale_arr))
+        self.has_scale_arr = scale_arr is not None
         scales = scale_arr if scale_arr is not None else torch.ones(schedule.timesteps, dtype=torch.float64)
         self.register_buffer("scales", scales.float())
 
     def _scale(self, sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """s_t at each sigma's timestep, shaped like sigma for `like`."""
+        """s_t at each sigma's timestep, shaped like sigma for `like` (1 without scale_arr: no lookup)."""
+        if not self.has_scale_arr:
+            return torch.ones((), device=like.device, dtype=like.dtype)
         scale = self.scales.to(sigma.device)[self.timestep(sigma).long()]
         return comfy.model_sampling.reshape_sigma(scale, like.ndim).to(like.dtype)
 

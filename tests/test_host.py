@@ -43,6 +43,16 @@ def tiny_api(name: str, host, checkpoints: dict) -> dict:
     return api
 
 
+def read_mp4(path: Path) -> tuple[np.ndarray, float, str]:
+    """An MP4's frames [T, H, W, 3] (uint8), frame rate and codec, through PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+        return frames, float(stream.average_rate), stream.codec_context.name
+
+
 def saved_video(host, run) -> tuple[list[np.ndarray], float, str]:
     """The frames, frame rate and codec of the video the run saved (an MP4 through PyAV, or
     an animated image through Pillow)."""
@@ -51,12 +61,8 @@ def saved_video(host, run) -> tuple[list[np.ndarray], float, str]:
     path = host.output_dir / item["subfolder"] / item["filename"]
     assert path.is_file() and path.stat().st_size > 0
     if path.suffix == ".mp4":
-        import av
-
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-            return frames, float(stream.average_rate), stream.codec_context.name
+        frames, fps, codec = read_mp4(path)
+        return list(frames), fps, codec
     frames, duration_ms = [], 0
     with Image.open(path) as image:
         for index in range(getattr(image, "n_frames", 1)):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from test_host import read_mp4
 from tools.comfy_host import HOSTS, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
 from tools.mini_workflows import EXAMPLE_IMAGE, MINI_MODELS, apply_mini
 
@@ -20,15 +21,6 @@ pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted(path.stem for path in (ROOT / "workflows" / "api").glob("*.json"))
 SETTINGS = {"steps": 6}  # the Mini's 64x64, 8 frames, 8 fps
-
-
-def read_mp4(path: Path) -> tuple[np.ndarray, float, str]:
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
-        return frames, float(stream.average_rate), stream.codec_context.name
 
 
 @pytest.fixture(scope="module")
