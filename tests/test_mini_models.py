@@ -37,8 +37,8 @@ CAPTIONS = [
     ("circle", "purple", "left", "dark"),
 ]
 SEEDS = (0, 1)
-T2V_SHORTFALL = ("issue 14 asks 80% of these 20 videos; F_B after 12000 steps follows 25% (5 of 20): "
-                 "the caption's colour in 13, its motion in 7")
+T2V_SHORTFALL = ("issue 14 asks 80% of these 20 videos; F_B after 12000 steps follows 30% (6 of 20): "
+                 "the caption's colour in 16, its motion in 7")
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,9 @@ def renderer():
     return MiniRenderer(text_file, WEIGHTS / models.VAE_FILE)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 asks 30 dB; the shipped decoder, trained to read noisy latents, "
-                   "measures 29.66 dB (31.9 dB before that phase)")
 def test_the_shipped_vae_reconstructs_held_out_frames():
+    """Issue 14 asks 30 dB on held-out frames; the shipped decoder (trained to read noisy
+    latents too) measures 31.13 dB."""
     assert heldout_psnr(load_mini_vae(WEIGHTS / models.VAE_FILE)) >= 30.0
 
 
@@ -66,6 +66,20 @@ def test_text_to_video_draws_the_captions_colour_moving_its_way(renderer):
     rate = passed / len(rows)
     print("\n".join(rows) + f"\npass rate {rate:.2f}")
     assert rate >= 0.8, "\n".join(rows)
+
+
+def test_the_readme_frames_are_what_the_shipped_f_b_renders(renderer):
+    """docs/univg_mini_text_to_video.png is `python -m tools.make_readme_frames` on the shipped
+    files (within a level on average: float sums differ a little between CPUs)."""
+    from PIL import Image
+
+    from tools import make_readme_frames
+
+    shipped = np.asarray(Image.open(make_readme_frames.OUT).convert("RGB"))
+    zoom = make_readme_frames.ZOOM
+    rendered = make_readme_frames.frame_rows(renderer, BASE).repeat(zoom, axis=0).repeat(zoom, axis=1)
+    assert shipped.shape == rendered.shape
+    assert np.abs(shipped.astype(int) - rendered).mean() < 1.0
 
 
 ANIMATION = WEIGHTS / "univg_mini_animation.safetensors"
@@ -100,7 +114,7 @@ def test_animation_keeps_the_first_frame_and_moves_the_object(animations):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14: the image's object colour in the animated frames; F_A after 1600 "
-                   "steps keeps it in 6 of 10 (the caption's motion in 3 of 10)")
+                   "steps keeps it in 8 of 10 (the caption's motion in 4 of 10)")
 def test_animation_keeps_the_objects_colour(animations):
     report = _animation_report(animations)
     assert sum(found.colour == spec.colour for spec, _, _, found in animations) >= 9, report
@@ -108,7 +122,7 @@ def test_animation_keeps_the_objects_colour(animations):
 
 @pytest.mark.xfail(strict=True, reason="issue 14: F_SR after 800 steps on 64x64 crops scores 15.9 dB against the "
                    "128x128 truth, bicubic 40.3 dB: the world's anti-aliased 64x64 renders upsample almost exactly, "
-                   "and the Mini VAE's own round trip at 128x128 is 29.8 dB, so no model decoded by it can pass yet")
+                   "and the Mini VAE's own round trip at 128x128 is 34.2 dB, so no model decoded by it can pass")
 def test_super_resolution_beats_bicubic_against_the_true_high_resolution_clip(renderer):
     """F_SR from t = 700 in 7 steps on 6 held-out clips rendered at 64x64, scored against the
     same clips rendered at 128x128."""

@@ -194,7 +194,7 @@ def main(argv=None) -> int:
                         help="F_B's second phase (text dropout 0.1, EMA of the weights)")
     parser.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of F_B's second phase")
     parser.add_argument("--base-lr", type=float, default=4e-4)
-    parser.add_argument("--noisy-decoder-steps", type=int, default=600, help="then on noisy latents")
+    parser.add_argument("--noisy-decoder-steps", type=int, default=1800, help="then on noisy latents")
     parser.add_argument("--decoder-latent-noise", type=float, default=0.3,
                         help="most latent noise the decoder learns to read, in units of the scaled latents")
     parser.add_argument("--image-clips", type=int, default=240,
