@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import comfy.model_management
 import comfy.utils
 

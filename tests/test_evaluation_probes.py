@@ -38,12 +38,13 @@ def test_frame_order_sensitivity_on_known_answers():
     def framewise(x, t, c):
         return 2 * x + 1
 
-    reverse = probes.reversed_order(4)
+    orders = {"reversed": probes.reversed_order(4), "as given": torch.arange(4)}
+    by_index = probes.frame_order_sensitivity(frame_index, latents, context, 500, ABAR, orders)
     # indices 0 1 2 3 against 3 2 1 0: differences 3 1 -1 -3, so sqrt(20 / 14) of the output
-    assert probes.frame_order_sensitivity(frame_index, latents, context, 500, ABAR, reverse) == pytest.approx(
-        math.sqrt(20 / 14), rel=1e-6)
-    assert probes.frame_order_sensitivity(frame_index, latents, context, 500, ABAR, torch.arange(4)) == 0
-    assert probes.frame_order_sensitivity(framewise, latents, context, 500, ABAR, reverse) == pytest.approx(0, abs=1e-6)
+    assert by_index["reversed"] == pytest.approx(math.sqrt(20 / 14), rel=1e-6)
+    assert by_index["as given"] == 0
+    assert probes.frame_order_sensitivity(framewise, latents, context, 500, ABAR, orders)["reversed"] == pytest.approx(
+        0, abs=1e-6)
 
 
 def test_v_losses_charge_a_model_for_the_context_it_gets_wrong():
@@ -78,7 +79,8 @@ def test_a_unet3d_tells_frame_order_only_through_its_temporal_convolutions(tempo
     def model(x, t, c):
         return unet(x, t, context=c, fs=8)
 
-    change = probes.frame_order_sensitivity(model, latents, context, 600, ABAR, probes.reversed_order(4))
+    change = probes.frame_order_sensitivity(model, latents, context, 600, ABAR,
+                                            {"reversed": probes.reversed_order(4)})["reversed"]
     if temporal_conv:
         assert change > 1e-2
     else:

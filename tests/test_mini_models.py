@@ -53,13 +53,26 @@ def test_the_shipped_vae_reconstructs_held_out_frames():
     assert heldout_psnr(load_mini_vae(WEIGHTS / models.VAE_FILE)) >= 30.0
 
 
+@pytest.fixture(scope="module")
+def text_to_video(renderer):
+    """F_B's video for (caption, seed), rendered once for every test of this module that asks."""
+    videos = {}
+
+    def render(caption: str, seed: int) -> np.ndarray:
+        if (caption, seed) not in videos:
+            videos[caption, seed] = renderer.text_to_video(BASE, caption, seed)
+        return videos[caption, seed]
+
+    return render
+
+
 @pytest.mark.xfail(strict=True, reason=T2V_SHORTFALL)
-def test_text_to_video_draws_the_captions_colour_moving_its_way(renderer):
+def test_text_to_video_draws_the_captions_colour_moving_its_way(text_to_video):
     rows, passed = [], 0
     for shape, colour, motion, background in CAPTIONS:
         caption = caption_for(shape, colour, motion, background)
         for seed in SEEDS:
-            found = detect(renderer.text_to_video(BASE, caption, seed))
+            found = detect(text_to_video(caption, seed))
             ok = found.matches(colour=colour, motion=motion)
             passed += ok
             rows.append(f"{caption!r} seed {seed}: {found.colour} {found.shape} {found.motion} {'ok' if ok else 'MISS'}")
@@ -68,7 +81,7 @@ def test_text_to_video_draws_the_captions_colour_moving_its_way(renderer):
     assert rate >= 0.8, "\n".join(rows)
 
 
-def test_the_readme_frames_are_what_the_shipped_f_b_renders(renderer):
+def test_the_readme_frames_are_what_the_shipped_f_b_renders(text_to_video):
     """docs/univg_mini_text_to_video.png is `python -m tools.make_readme_frames` on the shipped
     files (within a level on average: float sums differ a little between CPUs)."""
     from PIL import Image
@@ -77,7 +90,7 @@ def test_the_readme_frames_are_what_the_shipped_f_b_renders(renderer):
 
     shipped = np.asarray(Image.open(make_readme_frames.OUT).convert("RGB"))
     zoom = make_readme_frames.ZOOM
-    rendered = make_readme_frames.frame_rows(renderer, BASE).repeat(zoom, axis=0).repeat(zoom, axis=1)
+    rendered = make_readme_frames.frame_rows(text_to_video).repeat(zoom, axis=0).repeat(zoom, axis=1)
     assert shipped.shape == rendered.shape
     assert np.abs(shipped.astype(int) - rendered).mean() < 1.0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -22,11 +23,12 @@ SEEDS = (0, 1)
 ZOOM = 2
 
 
-def frame_rows(renderer, base: Path) -> np.ndarray:
-    """uint8 [rows * 64, 8 * 64, 3]: one row per (caption, seed), captions in order, seeds in pairs."""
+def frame_rows(text_to_video: Callable[[str, int], np.ndarray]) -> np.ndarray:
+    """uint8 [rows * 64, 8 * 64, 3]: one row per (caption, seed), captions in order, seeds in
+    pairs; `text_to_video(caption, seed)` renders one video (uint8 [8, 64, 64, 3])."""
     from univg_core.mini.world import caption_for
 
-    rows = [np.concatenate(list(renderer.text_to_video(base, caption_for(*attributes), seed)), axis=1)
+    rows = [np.concatenate(list(text_to_video(caption_for(*attributes), seed)), axis=1)
             for attributes in CAPTIONS for seed in SEEDS]
     return np.concatenate(rows, axis=0)
 
@@ -43,7 +45,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     text_file, _ = towers.write_towers(TOWERS, TOWERS)  # kept when already built
     renderer = MiniRenderer(text_file, WEIGHTS / models.VAE_FILE)
-    grid = frame_rows(renderer, WEIGHTS / "univg_mini_base.safetensors")
+    base = WEIGHTS / "univg_mini_base.safetensors"
+    grid = frame_rows(lambda caption, seed: renderer.text_to_video(base, caption, seed))
     image = Image.fromarray(grid)
     image.resize((image.width * ZOOM, image.height * ZOOM), Image.NEAREST).save(args.out)
     print(args.out)

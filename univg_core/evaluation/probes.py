@@ -51,14 +51,18 @@ def v_losses(model: UNetFn, latents: torch.Tensor, contexts: Mapping[str, torch.
 
 @torch.no_grad()
 def frame_order_sensitivity(model: UNetFn, latents: torch.Tensor, context: torch.Tensor, timestep: int,
-                            alphas_cumprod: torch.Tensor, order: torch.Tensor, seed: int = 0) -> float:
-    """|| f(x in `order`) put back in order - f(x) || / || f(x) ||: 0 for a model that treats the
-    frames as a set (or for `order` the identity)."""
+                            alphas_cumprod: torch.Tensor, orders: Mapping[str, torch.Tensor],
+                            seed: int = 0) -> dict[str, float]:
+    """Per named order: || f(x in that order) put back in order - f(x) || / || f(x) ||, 0 for a
+    model that treats the frames as a set (or for the identity order). f(x) is computed once."""
     x_t, _, _ = _noised(latents, timestep, alphas_cumprod, seed)
     t = torch.full((len(latents),), timestep)
     plain = model(x_t, t, context)
-    reordered = model(x_t[:, :, order], t, context)[:, :, torch.argsort(order)]
-    return float((reordered - plain).norm() / plain.norm())
+    changes = {}
+    for name, order in orders.items():
+        reordered = model(x_t[:, :, order], t, context)[:, :, torch.argsort(order)]
+        changes[name] = float((reordered - plain).norm() / plain.norm())
+    return changes
 
 
 def reversed_order(frames: int) -> torch.Tensor:
