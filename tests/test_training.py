@@ -320,8 +320,33 @@ def one_rank_weights(workspace) -> Path:
     return single
 
 
+@pytest.fixture(scope="module")
+def unaveraged_weights(workspace) -> Path:
+    """What a rank that trained on its own gradient instead of the average would hold."""
+    alone = workspace / "batch_one.safetensors"
+    run = subprocess.run([sys.executable, "-m", "univg_core.cli.train", *_distributed_args(workspace), "--batch-size", "1",
+                          "--out", str(alone)], cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return alone
+
+
+def _disagreeing_fraction(a: dict, b: dict) -> tuple[float, str]:
+    """The share of weights that differ beyond float noise, and the worst one.
+    Adam's first steps are about lr * sign(gradient), so a gradient element that summation
+    order alone pushes across zero moves its weight by ~lr: a few such elements are noise,
+    a rank that trains on its own gradient instead of the average disagrees on most."""
+    differing = total = 0
+    worst = (0.0, "")
+    for key in a:
+        gap = (a[key].float() - b[key].float()).abs()
+        differing += int((gap > 5e-6 + 5e-5 * a[key].float().abs()).sum())
+        total += gap.numel()
+        worst = max(worst, (float(gap.max()), key))
+    return differing / total, f"largest gap {worst[0]:.2e} in {worst[1]}"
+
+
 @pytest.mark.parametrize("wrapper", ["ddp", "fsdp"])
-def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_weights, wrapper):
+def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_weights, unaveraged_weights, wrapper):
     """torchrun, gloo: 2 ranks x batch 1 == 1 rank x batch 2, weights equal after 2 steps, with
     DistributedDataParallel and with FSDP2 sharding (network dropout off: its masks are drawn per rank)."""
     double = workspace / f"two_ranks_{wrapper}.safetensors"
@@ -335,14 +360,11 @@ def test_two_processes_match_one_with_the_same_global_batch(workspace, one_rank_
     assert run.stdout.count(str(double)) == 1  # the output path is printed by rank 0 only
     a, b = load_file(str(one_rank_weights)), load_file(str(double))
     assert a.keys() == b.keys()
-    changed = 0
-    for key in a:
-        # batch 2 in one process and batch 1 per rank sum in different orders: float noise of up to
-        # 4e-7 here, varying run to run (once over 1e-6 in CI); a wrong gradient average moves
-        # the weights by Adam's step, ~1e-3
-        torch.testing.assert_close(a[key], b[key], rtol=5e-5, atol=5e-6, msg=key)
-        changed += key.startswith("model.diffusion_model.")
-    assert changed
+    # batch 2 in one process and batch 1 per rank sum in different orders: here no weight
+    # differs beyond 5e-6, but CI once had some in one tensor (float noise through Adam's sign)
+    fraction, worst = _disagreeing_fraction(a, b)
+    assert fraction <= 1e-4, f"{fraction:.2%} of the weights differ; {worst}"
+    assert _disagreeing_fraction(a, load_file(str(unaveraged_weights)))[0] > 0.5  # the measure can tell
     initial = load_file(str(workspace / "base.safetensors"))
     assert not torch.equal(initial["model.diffusion_model.out.2.weight"].float(), a["model.diffusion_model.out.2.weight"])
 
