@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from univg_core.checkpoints import load_checkpoint, save_checkpoint
+from univg_core.cli import train_mini
 from univg_core.mini import models
 from univg_core.mini.tiny_vae import TinyVAE
 from univg_core.training.cache import CachedClips
@@ -106,6 +107,17 @@ def test_the_mini_base_configuration_and_its_starting_file(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.config == config and loaded.image_proj is not None
     assert not loaded.unet.out[2].weight.any()  # a fresh F_B's output layer starts at zero, as lvdm's
+    assert not any("relative_position" in name for name, _ in loaded.unet.named_parameters())
+
+
+def test_the_relative_position_experiment_starts_from_its_own_file_and_trains_f_b_alone(tmp_path):
+    models.write_base_init(tmp_path / "relpos.safetensors", 0.6, relative_position=True)
+    loaded = load_checkpoint(tmp_path / "relpos.safetensors")
+    assert loaded.config.unet.use_relative_position
+    assert sum("relative_position" in name for name, _ in loaded.unet.named_parameters()) > 0
+    with pytest.raises(SystemExit) as stopped:
+        train_mini.main(["--relative-position", "--stages", "base,animation", "--work", str(tmp_path)])
+    assert stopped.value.code == 2
 
 
 def test_a_mini_step_with_image_tokens_caches_them(mini_workspace):

@@ -123,15 +123,19 @@ def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: 
 
 
 def stage_base(args) -> None:
-    init = args.work / "base_init.safetensors"
+    # --relative-position: the same recipe with position terms in the temporal attention, an
+    # experiment whose file goes to WORK/experiments, never among the shipped weights
+    variant = "_relpos" if args.relative_position else ""
+    init = args.work / f"base_init{variant}.safetensors"
     if not init.is_file():
-        models.write_base_init(init, vae_scale_factor(args.work), seed=args.seed)
+        models.write_base_init(init, vae_scale_factor(args.work), seed=args.seed, relative_position=args.relative_position)
     # Text only: CLIP-vision tokens of every clip cost seconds each on a CPU. Two phases of one
     # run: the paper's text dropout (0.5, which leaves F_B able to follow an image alone), then,
     # since no image ever comes in this stage, text dropout 0.1 (as F_A's) with an EMA of the
     # weights (the shipped file holds the EMA): after the first phase, samples ignored the caption's
     # colour and drew each frame on its own.
-    out = args.weights / "univg_mini_base.safetensors"
+    out = (args.work / "experiments" / "univg_mini_base_relpos.safetensors" if variant
+           else args.weights / "univg_mini_base.safetensors")
     common = dict(image_tokens=False, prediction="v", lr=args.base_lr)
     _train(args, "base", init, "world64", out, args.base_steps, models.SIZE, publish=False, **common)
     _train(args, "base", init, "world64", out, args.base_steps + args.base_ema_steps, models.SIZE,
@@ -205,11 +209,16 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4, help="F_A and F_SR (fine-tuned from F_B)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--relative-position", action="store_true",
+                        help="experiment: F_B with relative-position temporal attention (VideoCrafter1's), "
+                             "written to WORK/experiments/univg_mini_base_relpos.safetensors; only with --stages base")
     args = parser.parse_args(argv)
     stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         parser.error(f"unknown stage(s) {', '.join(unknown)}; expected some of {', '.join(STAGES)}")
+    if args.relative_position and stages != ["base"]:
+        parser.error("--relative-position trains an experimental F_B alone: use it with --stages base")
     torch.manual_seed(args.seed)
     for stage in STAGES:
         if stage in stages:

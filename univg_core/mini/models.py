@@ -67,11 +67,15 @@ def latent_scale_factor(latents: torch.Tensor) -> float:
     return float(f"{1 / latents.float().std(correction=0).item():.4g}")
 
 
-def write_base_init(path: str | Path, scale_factor: float, seed: int = 0) -> ModelConfig:
+def write_base_init(path: str | Path, scale_factor: float, seed: int = 0, relative_position: bool = False) -> ModelConfig:
     """A fresh F_B (random UNet and Resampler, zero output layer as lvdm initialises it): the
     --init of `python -m univg_core.cli.train --task base`. The Mini's VAE and towers live in
-    their own files (ComfyUI's VAELoader, CLIPLoader and CLIPVisionLoader read them)."""
+    their own files (ComfyUI's VAELoader, CLIPLoader and CLIPVisionLoader read them).
+    relative_position: temporal attention with VideoCrafter1's relative-position terms (an
+    experiment; the shipped F_B has none, as VideoCrafter2)."""
     config = mini_base_config(scale_factor)
+    if relative_position:
+        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, use_relative_position=True))
     torch.manual_seed(seed)
     unet = UNet3D(config.unet)
     image_proj = Resampler(config.image_proj)
