@@ -110,14 +110,14 @@ def test_the_mini_base_configuration_and_its_starting_file(tmp_path):
     assert not any("relative_position" in name for name, _ in loaded.unet.named_parameters())
 
 
-def test_the_relative_position_experiment_starts_from_its_own_file_and_trains_f_b_alone(tmp_path):
+def test_the_relative_position_experiment_starts_from_its_own_file_and_trains_f_b_alone(tmp_path, capsys):
     models.write_base_init(tmp_path / "relpos.safetensors", 0.6, relative_position=True)
     loaded = load_checkpoint(tmp_path / "relpos.safetensors")
     assert loaded.config.unet.use_relative_position
     assert sum("relative_position" in name for name, _ in loaded.unet.named_parameters()) > 0
     with pytest.raises(SystemExit) as stopped:
         train_mini.main(["--relative-position", "--stages", "base,animation", "--work", str(tmp_path)])
-    assert stopped.value.code == 2
+    assert stopped.value.code == 2 and "use it with --stages base" in capsys.readouterr().err
 
 
 def test_a_mini_step_with_image_tokens_caches_them(mini_workspace):

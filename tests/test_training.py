@@ -310,24 +310,25 @@ def _distributed_args(workspace: Path) -> list[str]:
 DISTRIBUTED_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+def _train_in_one_process(workspace: Path, batch_size: int, name: str) -> Path:
+    out = workspace / name
+    run = subprocess.run([sys.executable, "-m", "univg_core.cli.train", *_distributed_args(workspace), "--batch-size",
+                          str(batch_size), "--out", str(out)], cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == str(out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def one_rank_weights(workspace) -> Path:
-    single = workspace / "single.safetensors"
-    run = subprocess.run([sys.executable, "-m", "univg_core.cli.train", *_distributed_args(workspace), "--batch-size", "2",
-                          "--out", str(single)], cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.strip().splitlines()[-1] == str(single)
-    return single
+    return _train_in_one_process(workspace, 2, "single.safetensors")
 
 
 @pytest.fixture(scope="module")
 def unaveraged_weights(workspace) -> Path:
     """What a rank that trained on its own gradient instead of the average would hold."""
-    alone = workspace / "batch_one.safetensors"
-    run = subprocess.run([sys.executable, "-m", "univg_core.cli.train", *_distributed_args(workspace), "--batch-size", "1",
-                          "--out", str(alone)], cwd=ROOT, env=DISTRIBUTED_ENV, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return alone
+    return _train_in_one_process(workspace, 1, "batch_one.safetensors")
 
 
 def _disagreeing_fraction(a: dict, b: dict) -> tuple[float, str]:
