@@ -177,9 +177,8 @@ def _render_mini_workflow(host, name: str, prompt: str):
 
 
 def test_the_animation_workflow_animates_the_example_image_with_the_mini(host, tower_files):
-    """Frame 0 is the input image (through the lossy H.264) and the object stays red. (Whether it
-    moves: tests/test_mini_models.py, over 10 held-out frames; this one stays put, -0.08 of the
-    frame in x.)"""
+    """Frame 0 is the input image (through the lossy H.264), the object stays red and moves the
+    caption's way, right (over 10 held-out frames: tests/test_mini_models.py)."""
     from univg_core.mini.detector import detect
     from univg_core.mini.world import EXAMPLE_CAPTION, example_image
 
@@ -188,7 +187,7 @@ def test_the_animation_workflow_animates_the_example_image_with_the_mini(host, t
     error = np.abs(frames[0].astype(float) - example_image().astype(float)).mean()
     assert error < 3.0, error
     found = detect(frames)
-    assert found.found and found.colour == "red", found
+    assert found.found and found.colour == "red" and found.motion == "right", found
 
 
 def test_the_base_then_super_resolution_workflow_renders_128_pixels_with_the_mini(host, tower_files):
@@ -256,4 +255,4 @@ def test_sampler_custom_advanced_animates_the_example_image_with_the_mini(host, 
     error = np.abs(frames[0].astype(float) - example_image().astype(float)).mean()
     assert error < 3.0, error
     found = detect(frames)
-    assert found.found and found.colour == "red", found
+    assert found.found and found.colour == "red" and found.motion == "right", found
