@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from univg_core.mini import towers
 from univg_core.training.clip_towers import load_text_tower, load_vision_tower, tokenize
@@ -66,3 +67,46 @@ def test_the_random_towers_tell_the_worlds_conditions_apart():
     moved = (features[0] - features[1]).norm() / features[0].norm()
     recoloured = (features[0] - features[2]).norm() / features[0].norm()
     assert moved > 0.01 and recoloured > 0.01, (moved, recoloured)
+
+
+@pytest.fixture
+def small_towers(monkeypatch):
+    """write_towers with two small towers in place of the 2 GB pair (any seed but the pinned one
+    is checked against a fresh build)."""
+    shapes = {"transformer.resblocks.0.mlp.c_fc.weight": (8, 4), "ln_final.weight": (4,)}
+    builds = []
+
+    def build(seed):
+        builds.append(seed)
+        return towers.build_tower(shapes, layers=1, seed=seed)
+
+    monkeypatch.setattr(towers, "text_tower", build)
+    monkeypatch.setattr(towers, "vision_tower", build)
+    return builds
+
+
+def test_towers_are_built_once_and_linked_into_each_models_folder(small_towers, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = towers.write_towers(tmp_path / "a" / "text_encoders", tmp_path / "a" / "clip_vision", seed=7, cache=cache)
+    second = towers.write_towers(tmp_path / "b" / "text_encoders", tmp_path / "b" / "clip_vision", seed=7, cache=cache)
+    for path, name in zip(first + second, [towers.TEXT_FILE, towers.VISION_FILE] * 2):
+        assert path.samefile(cache / name) and path.stat().st_nlink == 3  # one file on disk, three names
+    builds = len(small_towers)
+    towers.write_towers(tmp_path / "b" / "text_encoders", tmp_path / "b" / "clip_vision", seed=7, cache=cache)
+    assert len(small_towers) - builds == 2  # only the checksums' reference builds: nothing written again
+
+    # a damaged cache is rebuilt and the folder that asks gets the new file
+    (cache / towers.TEXT_FILE).write_bytes(b"not a safetensors file")  # through the link: all three names
+    text, _ = towers.write_towers(tmp_path / "a" / "text_encoders", tmp_path / "a" / "clip_vision", seed=7, cache=cache)
+    assert text.samefile(cache / towers.TEXT_FILE)
+    assert towers.tower_checksum(load_file(str(text))) == towers.tower_checksum(towers.build_tower(
+        {"transformer.resblocks.0.mlp.c_fc.weight": (8, 4), "ln_final.weight": (4,)}, layers=1, seed=7))
+
+    # where hard links fail (another file system), the file is copied
+    def no_links(source, target):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(towers.os, "link", no_links)
+    copied, _ = towers.write_towers(tmp_path / "c" / "text_encoders", tmp_path / "c" / "clip_vision", seed=7, cache=cache)
+    assert not copied.samefile(cache / towers.TEXT_FILE)
+    assert copied.read_bytes() == (cache / towers.TEXT_FILE).read_bytes()

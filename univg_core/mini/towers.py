@@ -15,6 +15,8 @@ CLIPVisionLoader read: `transformer.resblocks.N.*`, `token_embedding.weight`, ..
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -146,27 +148,50 @@ PINNED_CHECKSUMS = {
 }
 
 
-def write_towers(text_folder: str | Path, vision_folder: str | Path, seed: int = TOWERS_SEED) -> tuple[Path, Path]:
-    """Write both files where ComfyUI's loaders look (models/text_encoders, models/clip_vision);
-    a file already there is kept when it holds the same weights."""
-    from safetensors.torch import save_file
+# where the towers are built once; every models folder gets a hard link to these files
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "mini" / "towers"
 
+
+def write_towers(text_folder: str | Path, vision_folder: str | Path, seed: int = TOWERS_SEED,
+                 cache: str | Path | None = DEFAULT_CACHE) -> tuple[Path, Path]:
+    """Put both files where ComfyUI's loaders look (models/text_encoders, models/clip_vision).
+
+    They are built once into `cache` and hard-linked from there (a copy only where the two
+    folders are on different file systems), so each models folder costs no disk: the pair is
+    about 2 GB. A file already in place is kept when it holds the same weights. `cache=None`
+    writes the files directly."""
     paths = []
     for folder, name, build in ((text_folder, TEXT_FILE, text_tower), (vision_folder, VISION_FILE, vision_tower)):
         path = Path(folder) / name
-        expected = PINNED_CHECKSUMS[name] if seed == TOWERS_SEED else None
-        tensors = None
-        if expected is None:
-            tensors = build(seed=seed)
-            expected = tower_checksum(tensors)
-        if not (path.is_file() and _file_checksum(path) == expected):
-            tensors = tensors if tensors is not None else build(seed=seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            save_file(tensors, str(partial), metadata={"univg.mini": "fixed random tower", "univg.seed": str(seed)})
-            partial.replace(path)
+        expected = PINNED_CHECKSUMS[name] if seed == TOWERS_SEED else tower_checksum(build(seed=seed))
+        source = path if cache is None else Path(cache) / name
+        _write_if_changed(source, build, seed, expected)
+        if not (path.is_file() and path.samefile(source)):
+            _link_or_copy(source, path)
         paths.append(path)
     return paths[0], paths[1]
+
+
+def _write_if_changed(path: Path, build, seed: int, expected: str) -> None:
+    from safetensors.torch import save_file
+
+    if path.is_file() and _file_checksum(path) == expected:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_file(build(seed=seed), str(partial), metadata={"univg.mini": "fixed random tower", "univg.seed": str(seed)})
+    partial.replace(path)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        os.link(source, partial)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, partial)
+    partial.replace(target)
 
 
 def _file_checksum(path: Path) -> str | None:
