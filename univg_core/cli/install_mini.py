@@ -1,6 +1,7 @@
 """Put UniVG Mini into a ComfyUI models folder: the shipped UNets into models/univg, its VAE
-into models/vae, and its fixed random text and vision towers (rebuilt here from their seed,
-about 2 GB, never downloaded) into models/text_encoders and models/clip_vision.
+into models/vae, and its fixed random text and vision towers (rebuilt from their seed into the
+repository's .cache/mini/towers, about 2 GB, never downloaded, and hard-linked from there, or
+copied where models/ is on another file system) into models/text_encoders and models/clip_vision.
 
     python -m univg_core.cli.install_mini --models /path/to/ComfyUI/models
 
