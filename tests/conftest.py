@@ -104,11 +104,15 @@ def pytest_collection_modifyitems(config, items):
 
 def _fixture_cache():
     import hashlib
+    import shutil
     from pathlib import Path
 
     sources = [Path(ROOT) / "tools" / "demo_checkpoint.py", Path(ROOT) / "univg_core" / "configs.py"]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     folder = Path(ROOT) / ".cache" / "test_models" / digest
+    for stale in folder.parent.glob("*"):  # files for older sources: 5 GB each
+        if stale.is_dir() and stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
