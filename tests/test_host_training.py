@@ -30,17 +30,21 @@ def _train(task: str, window: tuple[int, int], host, checkpoints, root: Path) ->
     return out
 
 
-def _remove(out: Path) -> None:
-    """Each trained file carries the init's full-size towers (2 GB): one at a time on CI's disk."""
-    out.unlink(missing_ok=True)
-    out.with_name(out.name + ".state.pt").unlink(missing_ok=True)
+def _trained_model(task: str, window: tuple[int, int]):
+    """A class-scoped fixture: the file's name in models/univg while the class runs, then removed
+    (each carries the init's full-size towers, 2 GB: one at a time on CI's disk)."""
+    @pytest.fixture(scope="class")
+    def trained(host, checkpoints, tmp_path_factory):
+        out = _train(task, window, host, checkpoints, tmp_path_factory.mktemp(f"trained_{task}"))
+        yield out.name
+        out.unlink(missing_ok=True)
+        out.with_name(out.name + ".state.pt").unlink(missing_ok=True)
+
+    return trained
 
 
-@pytest.fixture(scope="class")
-def trained_animation(host, checkpoints, tmp_path_factory):
-    out = _train("animation", (500, 900), host, checkpoints, tmp_path_factory.mktemp("trained_animation"))
-    yield out.name
-    _remove(out)
+trained_animation = _trained_model("animation", (500, 900))
+trained_sr = _trained_model("sr", (0, 600))
 
 
 class TestTrainedAnimationModel:
@@ -55,13 +59,6 @@ class TestTrainedAnimationModel:
         run = host.run(api)
         assert run.success, run.error()
         assert len(saved_frames(host, run)) == 4
-
-
-@pytest.fixture(scope="class")
-def trained_sr(host, checkpoints, tmp_path_factory):
-    out = _train("sr", (0, 600), host, checkpoints, tmp_path_factory.mktemp("trained_sr"))
-    yield out.name
-    _remove(out)
 
 
 class TestTrainedSuperResolutionModel:
