@@ -158,8 +158,9 @@ def write_towers(text_folder: str | Path, vision_folder: str | Path, seed: int =
 
     They are built once into `cache` and hard-linked from there (a copy only where the two
     folders are on different file systems), so each models folder costs no disk: the pair is
-    about 2 GB. A file already in place is kept when it holds the same weights. `cache=None`
-    writes the files directly."""
+    about 2 GB. The cache is checked against the pinned checksums and rebuilt when it differs; a
+    folder's file that is already the cache's is left alone, anything else there is replaced by
+    a link. `cache=None` writes the files directly (kept when they hold the same weights)."""
     paths = []
     for folder, name, build in ((text_folder, TEXT_FILE, text_tower), (vision_folder, VISION_FILE, vision_tower)):
         path = Path(folder) / name
