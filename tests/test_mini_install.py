@@ -58,3 +58,15 @@ def test_the_cli_reports_a_missing_file_with_exit_2(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(install_mini, "WEIGHTS", tmp_path / "nothing")
     assert install_mini.main(["--models", str(tmp_path / "models")]) == 2
     assert "error: UniVG Mini's weights are missing" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_writing_the_towers_is_a_clear_error_with_exit_2(shipped, tmp_path, monkeypatch, capsys):
+    def full_disk(text, vision):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(towers, "write_towers", full_disk)
+    with pytest.raises(install_mini.MiniInstallError, match=r"towers into .*about 2 GB.*No space left.*free disk: [0-9.]+ GB"):
+        install_mini.install(tmp_path / "models", weights=shipped, log=lambda message: None)
+    monkeypatch.setattr(install_mini, "WEIGHTS", shipped)
+    assert install_mini.main(["--models", str(tmp_path / "models")]) == 2
+    assert "error: could not put UniVG Mini's text and vision towers" in capsys.readouterr().err

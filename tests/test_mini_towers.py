@@ -3,6 +3,8 @@ able to tell the world's captions apart (the trained UNets read them)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +112,17 @@ def test_towers_are_built_once_and_linked_into_each_models_folder(small_towers, 
     copied, _ = towers.write_towers(tmp_path / "c" / "text_encoders", tmp_path / "c" / "clip_vision", seed=7, cache=cache)
     assert not copied.samefile(cache / towers.TEXT_FILE)
     assert copied.read_bytes() == (cache / towers.TEXT_FILE).read_bytes()
+
+
+def test_a_failed_tower_write_leaves_no_partial_file(monkeypatch, tmp_path):
+    def full_disk(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    monkeypatch.setattr(towers, "text_tower", lambda seed: {"ln_final.weight": torch.ones(4)})
+    with pytest.raises(OSError, match="No space left"):
+        towers.write_towers(tmp_path / "text", tmp_path / "vision", seed=7, cache=tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []

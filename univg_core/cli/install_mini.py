@@ -16,6 +16,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from ..checkpoints import CheckpointError, load_checkpoint
 from ..mini import models, towers
 
@@ -76,8 +78,21 @@ def install(models_dir: str | Path, weights: Path = WEIGHTS, log=print) -> list[
         if folder == "univg":
             installed.append(models_dir / folder / source.name)
     log("UniVG Mini: building its text and vision towers from their seed (about 2 GB; kept when already there) ...")
-    towers.write_towers(models_dir / "text_encoders", models_dir / "clip_vision")
+    try:
+        towers.write_towers(models_dir / "text_encoders", models_dir / "clip_vision")
+    except (OSError, SafetensorError) as error:
+        raise MiniInstallError(
+            f"could not put UniVG Mini's text and vision towers into {models_dir} (about 2 GB, built once in "
+            f"{towers.DEFAULT_CACHE} and linked, or copied across file systems): {error}; "
+            f"free disk: {_free_gb(towers.DEFAULT_CACHE)} GB at the cache, {_free_gb(models_dir)} GB at {models_dir}"
+        ) from None
     return installed
+
+
+def _free_gb(path: Path) -> str:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return f"{shutil.disk_usage(path).free / 1e9:.1f}"
 
 
 def main(argv=None) -> int:

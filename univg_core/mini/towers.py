@@ -180,7 +180,11 @@ def _write_if_changed(path: Path, build, seed: int, expected: str) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    save_file(build(seed=seed), str(partial), metadata={"univg.mini": "fixed random tower", "univg.seed": str(seed)})
+    try:
+        save_file(build(seed=seed), str(partial), metadata={"univg.mini": "fixed random tower", "univg.seed": str(seed)})
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a full disk must not keep half a GB-sized file
+        raise
     partial.replace(path)
 
 
@@ -191,7 +195,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, partial)
     except OSError:  # another file system, or one without hard links
-        shutil.copyfile(source, partial)
+        try:
+            shutil.copyfile(source, partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     partial.replace(target)
 
 
