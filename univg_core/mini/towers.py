@@ -164,16 +164,20 @@ def write_towers(text_folder: str | Path, vision_folder: str | Path, seed: int =
     paths = []
     for folder, name, build in ((text_folder, TEXT_FILE, text_tower), (vision_folder, VISION_FILE, vision_tower)):
         path = Path(folder) / name
-        expected = PINNED_CHECKSUMS[name] if seed == TOWERS_SEED else tower_checksum(build(seed=seed))
+        if seed == TOWERS_SEED:
+            expected, make = PINNED_CHECKSUMS[name], lambda build=build: build(seed=seed)
+        else:  # built once: for its checksum, and to write if needed
+            tensors = build(seed=seed)
+            expected, make = tower_checksum(tensors), lambda tensors=tensors: tensors
         source = path if cache is None else Path(cache) / name
-        _write_if_changed(source, build, seed, expected)
+        _write_if_changed(source, make, seed, expected)
         if not (path.is_file() and path.samefile(source)):
             _link_or_copy(source, path)
         paths.append(path)
     return paths[0], paths[1]
 
 
-def _write_if_changed(path: Path, build, seed: int, expected: str) -> None:
+def _write_if_changed(path: Path, make, seed: int, expected: str) -> None:
     from safetensors.torch import save_file
 
     if path.is_file() and _file_checksum(path) == expected:
@@ -181,7 +185,7 @@ def _write_if_changed(path: Path, build, seed: int, expected: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     try:
-        save_file(build(seed=seed), str(partial), metadata={"univg.mini": "fixed random tower", "univg.seed": str(seed)})
+        save_file(make(), str(partial), metadata={"univg.mini": "fixed random tower", "univg.seed": str(seed)})
     except BaseException:
         partial.unlink(missing_ok=True)  # a full disk must not keep half a GB-sized file
         raise
