@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     parser.add_argument("--image-clips", type=int, default=240,
                         help="clips the image-reading F_B learns from (their vision tokens cost seconds each)")
     parser.add_argument("--base-image-steps", type=int, default=3000)
-    parser.add_argument("--animation-steps", type=int, default=3200)
+    parser.add_argument("--animation-steps", type=int, default=4800)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4, help="F_A and F_SR (fine-tuned from F_B)")

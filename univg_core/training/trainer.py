@@ -312,9 +312,9 @@ def read_state(path: Path, options: TrainOptions) -> dict:
 
 
 class Progress:
-    def __init__(self, total: int, start: int, samples_per_step: int, enabled: bool, stream=sys.stderr):
+    def __init__(self, total: int, start: int, samples_per_step: int, enabled: bool, stream=None):
         self.total, self.start, self.samples_per_step = total, start, samples_per_step
-        self.enabled, self.stream = enabled, stream
+        self.enabled, self.stream = enabled, stream or sys.stderr  # the stderr of now, not of import time
         self.began = time.monotonic()
 
     def report(self, step: int, loss: float) -> None:
