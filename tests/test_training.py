@@ -281,6 +281,12 @@ def test_latent_crops_take_the_same_window_of_the_clip_and_its_degraded_copy():
     assert len(corners) > 6  # the window moves
 
 
+def test_step_lines_go_to_the_stderr_of_the_run(workspace, capsys):
+    """The progress lines follow a stderr redirected after import (a notebook's, a log file's)."""
+    train(options(workspace, "animation", "progress.safetensors", steps=1), log=QUIET)
+    assert "step 1/1  loss " in capsys.readouterr().err
+
+
 def test_sr_trains_on_latent_crops(workspace):
     """One step of the sr task on 4x4-latent crops of the 64x64 clips (noise, BGN and target all at the crop's size)."""
     out = train(options(workspace, "sr", "crops.safetensors", steps=1, latent_crop=4), log=QUIET)
