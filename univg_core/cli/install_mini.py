@@ -19,6 +19,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from ..checkpoints import CheckpointError, load_checkpoint
+from ..files import write_atomically
 from ..mini import models, towers
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "mini" / "weights"
@@ -61,10 +62,7 @@ def _digest(path: Path) -> str:
 def _copy_if_changed(source: Path, target: Path) -> None:
     if target.is_file() and target.stat().st_size == source.stat().st_size and _digest(target) == _digest(source):
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    shutil.copyfile(source, partial)
-    partial.replace(target)
+    write_atomically(target, lambda partial: shutil.copyfile(source, partial))
 
 
 def install(models_dir: str | Path, weights: Path = WEIGHTS, log=print) -> list[Path]:

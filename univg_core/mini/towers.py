@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..files import write_atomically
+
 TEXT_WIDTH, TEXT_LAYERS, VOCAB, TEXT_CONTEXT = 1024, 24, 49408, 77
 VISION_WIDTH, VISION_LAYERS, PATCH, VISION_TOKENS, VISION_OUTPUT = 1280, 32, 14, 257, 1024
 TOWERS_SEED = 20240101
@@ -182,29 +184,18 @@ def _write_if_changed(path: Path, make, seed: int, expected: str) -> None:
 
     if path.is_file() and _file_checksum(path) == expected:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        save_file(make(), str(partial), metadata={"univg.mini": "fixed random tower", "univg.seed": str(seed)})
-    except BaseException:
-        partial.unlink(missing_ok=True)  # a full disk must not keep half a GB-sized file
-        raise
-    partial.replace(path)
+    metadata = {"univg.mini": "fixed random tower", "univg.seed": str(seed)}
+    write_atomically(path, lambda partial: save_file(make(), str(partial), metadata=metadata))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(source, partial)
-    except OSError:  # another file system, or one without hard links
+    def link_or_copy(partial: Path) -> None:
         try:
+            os.link(source, partial)
+        except OSError:  # another file system, or one without hard links
             shutil.copyfile(source, partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    partial.replace(target)
+
+    write_atomically(target, link_or_copy)
 
 
 def _file_checksum(path: Path) -> str | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,6 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from ..checkpoints import LoadedCheckpoint
+from ..files import write_atomically
 from .clip_towers import TextTower, VisionTower, load_text_tower, load_vision_tower, tokenize
 from .vae_encoder import load_vae_encoder
 from .data import ClipRecord, DataError, read_video
@@ -124,9 +124,7 @@ def _encode_latents(vae: torch.nn.Module, video: torch.Tensor, chunk: int = 4) -
 
 
 def _save(obj: dict, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)  # a crash never leaves a half-written cache file
+    write_atomically(path, lambda partial: torch.save(obj, partial))  # never a half-written cache file
 
 
 def _caption_tokens(encoders: Encoders, caption: str) -> torch.Tensor:

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 
 from ..checkpoints import COMPANIONS_KEY, IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, load_checkpoint, save_checkpoint
 from ..diffusion.schedule import alphas_cumprod_for, offset_noise
+from ..files import write_atomically
 from .cache import CachedClips, CacheSpec, build_cache, encoders_from_checkpoint
 from .data import DataError, find_clips
 from .distributed import World, barrier, broadcast_from_main, init_world, mean_over_ranks, shutdown
@@ -289,10 +289,7 @@ def save_state(path: Path, model_state: dict, optimizer_state: dict, ema: Option
         "version": STATE_VERSION, "step": step, "signature": _signature(options),
         "model": model_state, "optimizer": optimizer_state, "ema": ema.full() if ema else None,
     }
-    partial = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, partial)
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: torch.save(state, partial))
 
 
 def read_state(path: Path, options: TrainOptions) -> dict:
@@ -486,7 +483,5 @@ def _write_output(out: Path, weights: dict, config, loaded, options: TrainOption
     metadata = {"univg.task": options.task, "univg.trained_from": Path(options.init).name, "univg.steps": str(step)}
     if COMPANIONS_KEY in loaded.metadata:  # parts kept in their own files stay the same parts
         metadata[COMPANIONS_KEY] = loaded.metadata[COMPANIONS_KEY]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    save_checkpoint(partial, config, unet, image_proj, extra=extra, metadata=metadata)
-    os.replace(partial, out)
+    write_atomically(out, lambda partial: save_checkpoint(partial, config, unet, image_proj, extra=extra,
+                                                         metadata=metadata))
