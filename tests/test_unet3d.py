@@ -70,12 +70,13 @@ def test_per_frame_image_tokens_go_to_their_frames():
     x, t, text, clip_tokens = tiny_inputs(config, frames=frames)
     image = image_proj(clip_tokens)
     assert image.shape[1] == frames * per_frame
-    text_frames, image_frames = unet.split_context(text, image, batch=2, frames=frames)
+    text_videos, image_frames = unet.split_context(text, image, batch=2, frames=frames)
+    assert text_videos.shape == text.shape  # one set per video, shared by its frames in the attention
     assert image_frames.shape == (2 * frames, per_frame, 32)
     torch.testing.assert_close(image_frames[1], image[0, per_frame : 2 * per_frame])
     # with another frame count the whole set of tokens is shared by every frame
     _, image_shared = unet.split_context(text, image, batch=2, frames=3)
-    assert image_shared.shape == (6, frames * per_frame, 32)
+    assert image_shared.shape == (2, frames * per_frame, 32)
 
 
 def test_learnable_image_gate_scales_image_branch():
@@ -110,6 +111,25 @@ def test_mca_matches_two_softmax_formula():
         mixed = branch(attn.to_k, attn.to_v, text) + 0.5 * branch(attn.to_k_ip, attn.to_v_ip, image)
         expected = attn.to_out(mixed.transpose(1, 2).reshape(3, 10, 16))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_videos_context_serves_each_of_its_frames():
+    """Cross-attention takes text and image tokens once per video for the (b t) rows of its
+    frames: the same result as the tokens repeated for every frame (lvdm's way), and a batch that
+    cannot be spread over the rows is refused."""
+    torch.manual_seed(0)
+    attn = randomize_(Attention(16, heads=2, head_dim=8, context_dim=12, image_branch=True, image_scale=0.5))
+    videos, frames = 2, 3
+    x = torch.randn(videos * frames, 10, 16)
+    text, image = torch.randn(videos, 7, 12), torch.randn(videos, 5, 12)
+    with torch.no_grad():
+        shared = attn(x, text, image)
+        repeated = attn(x, text.repeat_interleave(frames, 0), image.repeat_interleave(frames, 0))
+        swapped = attn(x, text.flip(0), image.flip(0))
+    torch.testing.assert_close(shared, repeated, atol=1e-6, rtol=1e-6)
+    assert (shared - swapped).abs().amax() > 1e-3  # each video's rows read their own video's tokens
+    with pytest.raises(ValueError, match="cannot serve 6 query rows"):
+        attn(x, torch.randn(4, 7, 12))
 
 
 def test_batch_chunked_attention_equals_single_call(monkeypatch):

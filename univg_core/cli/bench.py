@@ -5,6 +5,12 @@
 prints seconds per UNet call (batch 2, as under classifier-free guidance) and peak
 memory, on CPU or CUDA, with random weights of the full-size preset.
 
+    python -m univg_core.cli.bench train [--preset univg_mini_base]
+
+prints seconds per training step (forward, v-loss, backward, the trainer's AdamW) and peak
+memory at a preset's training shape: by default UniVG Mini's F_B (batch 8 x 8 frames of 8x8
+latents, 77 text tokens), the step `train_mini` repeats 12000 times for F_B.
+
     python -m univg_core.cli.bench attention [--dtype fp16] [--kind mca temporal]
 
 times the Triton kernels against SDPA per attention shape on a GPU (correctness only
@@ -15,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
+import statistics
 import sys
 import time
 
@@ -85,6 +93,67 @@ def bench_unet(args: argparse.Namespace) -> dict:
     }
 
 
+MINI_PRESET = "univg_mini_base"
+
+
+def _train_config(preset: str):
+    if preset == MINI_PRESET:
+        from ..mini.models import mini_base_config
+
+        return mini_base_config(scale_factor=1.0)
+    return get_preset(preset)
+
+
+def bench_train(args: argparse.Namespace) -> dict:
+    from ..training.trainer import make_optimizer
+
+    config = _train_config(args.preset)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    with torch.device(device):
+        unet = UNet3D(config.unet).train()
+    optimizer = make_optimizer(unet.parameters(), 1e-4, 0.0, device)
+    generator = torch.Generator(device).manual_seed(0)
+    latent = args.height // 8, args.width // 8
+    x = torch.randn(args.batch, config.unet.in_channels, args.frames, *latent, generator=generator, device=device)
+    target = torch.randn(args.batch, config.unet.out_channels, args.frames, *latent, generator=generator,
+                         device=device)
+    context = torch.randn(args.batch, 77, config.unet.context_dim, generator=generator, device=device)
+    timesteps = torch.randint(0, 1000, (args.batch,), generator=generator, device=device)
+
+    def step() -> float:
+        loss = torch.nn.functional.mse_loss(unet(x, timesteps, context=context, fs=config.unet.default_fs), target)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return float(loss.detach())
+
+    for _ in range(args.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - start)
+    memory_kind, peak = _peak_memory_gib(device)
+    return {
+        "bench": "train",
+        "preset": args.preset,
+        "parameters": sum(p.numel() for p in unet.parameters()),
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "threads": torch.get_num_threads(),
+        "input": [args.batch, config.unet.in_channels, args.frames, *latent],
+        "loss_finite": math.isfinite(loss),
+        "seconds_per_step_median": statistics.median(times),
+        "seconds_all": [round(t, 3) for t in times],
+        memory_kind + "_gib": round(peak, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m univg_core.cli.bench", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -98,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     unet.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="default: fp16 on CUDA, fp32 on CPU")
     unet.add_argument("--warmup", type=int, default=None, help="default: 1 on CUDA, 0 on CPU")
     unet.add_argument("--repeats", type=int, default=1)
+    train = sub.add_parser("train", help="seconds per training step and peak memory (default: UniVG Mini's F_B)")
+    train.add_argument("--preset", default=MINI_PRESET, choices=sorted([*PRESETS, MINI_PRESET]))
+    train.add_argument("--frames", type=int, default=8)
+    train.add_argument("--height", type=int, default=64, help="pixels; the latent is height/8")
+    train.add_argument("--width", type=int, default=64, help="pixels; the latent is width/8")
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    train.add_argument("--warmup", type=int, default=3)
+    train.add_argument("--repeats", type=int, default=20)
     attention = sub.add_parser("attention", help="Triton kernels vs SDPA at the UNet's attention shapes")
     attention.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     attention.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="GPU only; the CPU check is fp32")
@@ -112,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
         result = bench_attention(args)
         print(json.dumps(result, indent=2) if args.json else format_table(result))
+        return 0
+    if args.what == "train":
+        json.dump(bench_train(args), sys.stdout, indent=2)
+        print()
         return 0
     if args.height % 64 or args.width % 64:
         parser.error(f"--height and --width must be multiples of 64, got {args.height}x{args.width}")

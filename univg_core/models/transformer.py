@@ -75,6 +75,17 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.heads, -1).transpose(1, 2)
 
+    def _context_heads(self, linear: nn.Linear, context: torch.Tensor, queries: int) -> torch.Tensor:
+        """Keys or values for `queries` query rows from a context with one row per video: each
+        video's keys serve its frames (rows b*T .. b*T+T-1), projected once, not once per frame."""
+        heads = self._heads(linear(context))
+        if heads.shape[0] == queries:
+            return heads
+        if queries % heads.shape[0]:
+            raise ValueError(f"a context of batch {heads.shape[0]} cannot serve {queries} query rows "
+                             "(expected one context per video, or one per frame)")
+        return heads.repeat_interleave(queries // heads.shape[0], dim=0)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -83,8 +94,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         source = x if context is None else context
         q = self._heads(self.to_q(x))
-        k = self._heads(self.to_k(source))
-        v = self._heads(self.to_v(source))
+        k = self._context_heads(self.to_k, source, x.shape[0])
+        v = self._context_heads(self.to_v, source, x.shape[0])
         if self.relative_length:
             length_q, length_k = q.shape[2], k.shape[2]
             out = attention.relative_position_attention(
@@ -98,8 +109,8 @@ class Attention(nn.Module):
                 q,
                 k,
                 v,
-                self._heads(self.to_k_ip(image_context)),
-                self._heads(self.to_v_ip(image_context)),
+                self._context_heads(self.to_k_ip, image_context, x.shape[0]),
+                self._context_heads(self.to_v_ip, image_context, x.shape[0]),
                 scale,
             )
         else:

@@ -169,7 +169,9 @@ class UNet3D(nn.Module):
     def split_context(
         self, context: torch.Tensor, image_context: Optional[torch.Tensor], batch: int, frames: int
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Per-frame text and image token tensors, [(b t), L, C] each."""
+        """Text tokens [B, L, C], one set per video (cross-attention projects them once and
+        shares them with the video's frames), and image tokens the same way, or [(b t), n, C]
+        when the model has `image_tokens_per_frame` and the context holds that many per frame."""
         c = self.config
         if context is None:
             raise ValueError("the UNet needs a text context [B, L, context_dim] (the encoding of '' for none)")
@@ -183,7 +185,7 @@ class UNet3D(nn.Module):
                 return tokens.expand(batch, -1, -1)
             raise ValueError(f"{what} has batch {tokens.shape[0]}, expected 1 or {batch} to match the latent")
 
-        text = batched(context, "context").repeat_interleave(frames, dim=0)
+        text = batched(context, "context")
         if image_context is None or not c.image_cross_attention:
             return text, None
         if image_context.ndim != 3 or image_context.shape[-1] != c.context_dim:
@@ -192,8 +194,6 @@ class UNet3D(nn.Module):
         per_frame = c.image_tokens_per_frame
         if per_frame and image.shape[1] == frames * per_frame:
             image = image.reshape(batch * frames, per_frame, image.shape[-1])
-        else:
-            image = image.repeat_interleave(frames, dim=0)
         return text, image
 
     def forward(

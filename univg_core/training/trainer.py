@@ -332,6 +332,14 @@ def _autocast(options: TrainOptions, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def make_optimizer(parameters, lr: float, weight_decay: float, device: torch.device, sharded: bool = False):
+    """AdamW over the trainable parameters, fused (one kernel for all of them, where the default
+    loops over them: 4% of a UniVG Mini step on a CPU) except for FSDP's sharded parameters."""
+    trainable = [p for p in parameters if p.requires_grad]
+    fused = not sharded and torch.device(device).type in ("cpu", "cuda")
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 def _wrap(model: TrainedNetwork, world: World, options: TrainOptions):
     if not world.distributed:
         return model
@@ -404,9 +412,7 @@ def _run(options, world, loaded, spec, window, config, use_image, clips, log) ->
     fs = options.fs if options.fs is not None else config.unet.default_fs
 
     wrapped = _wrap(model, world, options)
-    optimizer = torch.optim.AdamW(
-        [p for p in wrapped.parameters() if p.requires_grad], lr=options.lr, weight_decay=options.weight_decay
-    )
+    optimizer = make_optimizer(wrapped.parameters(), options.lr, options.weight_decay, world.device, options.fsdp)
     start, saved_ema = 0, None
     state_path = options.state_path
     if options.resume and state_path.is_file():
