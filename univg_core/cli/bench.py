@@ -42,6 +42,21 @@ def _peak_memory_gib(device: torch.device) -> tuple[str, float]:
     return "process_peak_rss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def _timed(call, device: torch.device, warmup: int, repeats: int):
+    """Seconds of each of `repeats` calls after `warmup` untimed ones, the last call's result,
+    and the peak memory (since the warm-up on CUDA)."""
+    for _ in range(warmup):
+        call()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return times, result, _peak_memory_gib(device)
+
+
 def bench_unet(args: argparse.Namespace) -> dict:
     config = get_preset(args.preset)
     device = torch.device(args.device)
@@ -68,16 +83,7 @@ def bench_unet(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize(device)
         return out
 
-    for _ in range(args.warmup):
-        call()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        out = call()
-        times.append(time.perf_counter() - start)
-    memory_kind, peak = _peak_memory_gib(device)
+    times, out, (memory_kind, peak) = _timed(call, device, args.warmup, args.repeats)
     return {
         "bench": "unet",
         "preset": args.preset,
@@ -130,16 +136,7 @@ def bench_train(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize(device)
         return float(loss.detach())
 
-    for _ in range(args.warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        loss = step()
-        times.append(time.perf_counter() - start)
-    memory_kind, peak = _peak_memory_gib(device)
+    times, loss, (memory_kind, peak) = _timed(step, device, args.warmup, args.repeats)
     return {
         "bench": "train",
         "preset": args.preset,
