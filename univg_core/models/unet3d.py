@@ -169,31 +169,30 @@ class UNet3D(nn.Module):
     def split_context(
         self, context: torch.Tensor, image_context: Optional[torch.Tensor], batch: int, frames: int
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Text tokens [B, L, C], one set per video (cross-attention projects them once and
-        shares them with the video's frames), and image tokens the same way, or [(b t), n, C]
-        when the model has `image_tokens_per_frame` and the context holds that many per frame."""
+        """Text tokens [B, L, C] one set per video, or [1, L, C] one set for every video
+        (cross-attention projects them once and shares them with the frames), and image tokens the
+        same way, or [(b t), n, C] when the model has `image_tokens_per_frame` and the context holds
+        that many per frame."""
         c = self.config
         if context is None:
             raise ValueError("the UNet needs a text context [B, L, context_dim] (the encoding of '' for none)")
         if context.ndim != 3 or context.shape[-1] != c.context_dim:
             raise ValueError(f"context must be [B, L, {c.context_dim}], got {list(context.shape)}")
 
-        def batched(tokens: torch.Tensor, what: str) -> torch.Tensor:
-            if tokens.shape[0] == batch:
-                return tokens
-            if tokens.shape[0] == 1:
-                return tokens.expand(batch, -1, -1)
-            raise ValueError(f"{what} has batch {tokens.shape[0]}, expected 1 or {batch} to match the latent")
+        def checked(tokens: torch.Tensor, what: str) -> torch.Tensor:
+            if tokens.shape[0] not in (1, batch):
+                raise ValueError(f"{what} has batch {tokens.shape[0]}, expected 1 or {batch} to match the latent")
+            return tokens
 
-        text = batched(context, "context")
+        text = checked(context, "context")
         if image_context is None or not c.image_cross_attention:
             return text, None
         if image_context.ndim != 3 or image_context.shape[-1] != c.context_dim:
             raise ValueError(f"image_context must be [B, L, {c.context_dim}], got {list(image_context.shape)}")
-        image = batched(image_context, "image_context")
+        image = checked(image_context, "image_context")
         per_frame = c.image_tokens_per_frame
         if per_frame and image.shape[1] == frames * per_frame:
-            image = image.reshape(batch * frames, per_frame, image.shape[-1])
+            image = image.expand(batch, -1, -1).reshape(batch * frames, per_frame, image.shape[-1])
         return text, image
 
     def forward(
