@@ -128,7 +128,7 @@ def test_demo_vae_layout_is_comfyuis(host):
 
 
 BUNDLED = ["text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
-           "text_to_video_ksampler", "animation_custom_sampler"]
+           "text_to_video_ksampler", "animation_custom_sampler", "text_to_video_two_stage"]
 
 
 def test_every_bundled_workflow_is_tested():

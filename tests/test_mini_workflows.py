@@ -59,5 +59,6 @@ def test_workflows_without_a_mini_model_say_so(monkeypatch, tmp_path):
 
 
 def test_every_bundled_workflow_has_its_shipped_mini_files():
-    for name in ("text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution"):
+    for name in ("text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
+                 "text_to_video_two_stage"):
         assert mini_models_for(name) == mini_workflows.MINI_MODELS[name]

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
-from .mini_workflows import EXAMPLE_IMAGE, apply_mini, apply_video_settings, mini_models_for
+from .mini_workflows import EXAMPLE_IMAGE, PROMPT_TITLES, apply_mini, apply_video_settings, mini_models_for
 from .progress_watch import ProgressWatcher
 
 MODELS = ROOT / "models"
@@ -53,7 +53,7 @@ def set_checkpoint_and_overrides(workflow: dict, checkpoint: str, overrides: dic
         if node["class_type"] == "UniVGCheckpointLoader":
             node["inputs"]["ckpt_name"] = checkpoint
         apply_video_settings(node, settings, {k: v for k, v in settings.items() if k not in ("width", "height")})
-        if prompt is not None and node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] == "Positive prompt":
+        if prompt is not None and node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
             node["inputs"]["text"] = prompt
 
 

@@ -24,10 +24,11 @@ MINI_MODELS = {
     "base_then_super_resolution": ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"),
     "text_to_video_ksampler": ("univg_mini_base.safetensors",),
     "animation_custom_sampler": ("univg_mini_animation.safetensors",),
+    "text_to_video_two_stage": ("univg_mini_base.safetensors", "univg_mini_animation.safetensors"),
 }
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
 UPSCALER_SETTINGS = {"width": 2 * models.SIZE, "height": 2 * models.SIZE, "fps": models.FPS}
-PROMPT_TITLES = ("Positive prompt", "SR prompt")
+PROMPT_TITLES = ("Positive prompt", "SR prompt", "Animation prompt")  # the caption, for every model of a workflow
 
 
 def mini_models_for(workflow_name: str, weights: Optional[Path] = None) -> Optional[tuple[str, ...]]:
