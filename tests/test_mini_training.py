@@ -125,3 +125,15 @@ def test_a_mini_step_with_image_tokens_caches_them(mini_workspace):
                        cache_dir=str(mini_workspace / "cache_image")), log=QUIET)
     cached = CachedClips(sorted((mini_workspace / "cache_image").glob("[0-9a-f]*.pt")), frames=4)
     assert cached[0]["image"].shape[-1] == 24  # the tiny vision tower's width
+
+
+def test_train_mini_stops_on_a_world_set_of_other_clips_and_says_how_to_redo_it(tmp_path, capsys):
+    from univg_core.mini.dataset import set_mismatch, write_dataset as write_world_set
+
+    write_world_set(tmp_path / "world64", count=2, seed=0, frames=3, size=16, log=None)
+    assert set_mismatch(tmp_path / "world64", frames=3, count=2) is None
+    assert set_mismatch(tmp_path / "world64", frames=3, count=5) == f"{tmp_path / 'world64'} holds 2 clips, not 5"
+    assert train_mini.main(["--stages", "world", "--work", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"{tmp_path / 'world64'} holds clips of 3 frames, not {models.FRAMES}" in error
+    assert "delete the folder" in error and str(tmp_path / "cache" / "world64") in error

@@ -18,7 +18,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder to write (clips, captions.csv, truth.jsonl)")
     parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="held-out sets take other seeds")
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=16,
+                        help="frames a clip (UniVG Mini's sets, which train_mini writes itself, have 8)")
     parser.add_argument("--size", type=int, default=64, help="pixels (square frames)")
     parser.add_argument("--fps", type=int, default=8)
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..mini import models, towers
-from ..mini.dataset import write_dataset
+from ..mini.dataset import TRUTH, set_mismatch, write_dataset
 from ..mini.tiny_vae import load_tiny_vae
 from ..mini.train_vae import VAETrainOptions, heldout_psnr, render_pool, train_vae
 from ..training.trainer import TrainOptions, train
@@ -38,12 +38,25 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class WorldSetError(ValueError):
+    pass
+
+
+def _check_world_set(folder: Path, count: int | None = None) -> None:
+    problem = set_mismatch(folder, models.FRAMES, count)
+    if problem:
+        raise WorldSetError(f"{problem}, as this run asks; delete the folder and the world stage writes it again "
+                            f"(and delete {folder.parent / 'cache' / folder.name}, its encoded copy)")
+
+
 def stage_world(args) -> None:
     sets = (("world64", 0, models.SIZE, args.clips), ("world128", 1, 2 * models.SIZE, args.clips),
             (IMAGE_SET, 0, models.SIZE, args.image_clips))
     for name, seed, size, count in sets:
         folder = args.work / name
-        if not (folder / "truth.jsonl").is_file():
+        if (folder / TRUTH).is_file():
+            _check_world_set(folder, count)
+        else:
             write_dataset(folder, count, seed, models.FRAMES, size, models.FPS, log=_log)
 
 
@@ -104,6 +117,8 @@ def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: 
     file is copied to `out` (`publish`; an earlier phase of the same run leaves it to the last)."""
     if out.is_file():
         return
+    if (args.work / data / TRUTH).is_file():
+        _check_world_set(args.work / data)
     run_out = args.work / "runs" / out.name
     changes = {"lr": args.lr, **changes}
     options = TrainOptions(
@@ -223,7 +238,11 @@ def main(argv=None) -> int:
     for stage in STAGES:
         if stage in stages:
             start = time.monotonic()
-            globals()[f"stage_{stage}"](args)
+            try:
+                globals()[f"stage_{stage}"](args)
+            except WorldSetError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
             _log(f"stage {stage}: {(time.monotonic() - start) / 60:.1f} min")
     return 0
 

@@ -52,3 +52,16 @@ def write_dataset(folder: str | Path, count: int, seed: int, frames: int = 16, s
 def read_truth(folder: str | Path) -> list[dict]:
     with open(Path(folder) / TRUTH) as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def set_mismatch(folder: str | Path, frames: int, count: int | None = None) -> str | None:
+    """What makes an existing set in `folder` other than one of `count` clips of `frames` frames,
+    or None. (A 16-frame set, `make_world`'s default, trains in 8-frame windows that show half of
+    each path: not the clips UniVG Mini is trained and tested on.)"""
+    truth = read_truth(folder)
+    lengths = sorted({len(clip["centres"]) for clip in truth})
+    if lengths != [frames]:
+        return f"{folder} holds clips of {', '.join(map(str, lengths)) or 'no'} frames, not {frames}"
+    if count is not None and len(truth) != count:
+        return f"{folder} holds {len(truth)} clips, not {count}"
+    return None
