@@ -62,3 +62,24 @@ def test_every_bundled_workflow_has_its_shipped_mini_files():
     for name in ("text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
                  "text_to_video_two_stage"):
         assert mini_models_for(name) == mini_workflows.MINI_MODELS[name]
+
+
+def test_the_main_job_puts_a_users_checkpoints_in_the_loaders_in_order_and_asks_for_both_of_two():
+    from tools.main_job import choose_checkpoints, set_checkpoint_and_overrides
+
+    single = _load("text_to_video")
+    assert choose_checkpoints(single, None, ["a.ckpt", "b.ckpt"]) == ["a.ckpt"]
+    assert choose_checkpoints(single, ["b.ckpt"], ["a.ckpt", "b.ckpt"]) == ["b.ckpt"]
+    two = _load("text_to_video_two_stage")
+    with pytest.raises(ValueError, match=r"2 checkpoint loaders: .*default videocrafter2_t2v_512\.ckpt.*"
+                                         r"default dynamicrafter_512\.ckpt\); give --checkpoint 2 times.*found a\.ckpt"):
+        choose_checkpoints(two, None, ["a.ckpt"])
+    with pytest.raises(ValueError, match="got 1 --checkpoint"):
+        choose_checkpoints(two, ["a.ckpt"], ["a.ckpt", "b.ckpt"])
+    set_checkpoint_and_overrides(two, choose_checkpoints(two, ["vc2.ckpt", "dc512.ckpt"], []), {"steps": 12},
+                                 "a green square moving up on a light background", demo=False)
+    assert [inputs["ckpt_name"] for inputs in _nodes(two, "UniVGCheckpointLoader")] == ["vc2.ckpt", "dc512.ckpt"]
+    assert {inputs["steps"] for inputs in _nodes(two, "UniVGBaseSampler") + _nodes(two, "UniVGAnimationSampler")} == {12}
+    texts = [node["inputs"]["text"] for node in two.values()
+             if node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] in mini_workflows.PROMPT_TITLES]
+    assert texts == ["a green square moving up on a light background"] * 2

@@ -2,7 +2,8 @@
 
     python -m tools.main_job [--workflow text_to_video] [--checkpoint NAME] [--steps N] ...
 
-Uses the checkpoint in models/univg/ (the first one, or --checkpoint). With none there it
+Uses the checkpoint in models/univg/ (the first one, or --checkpoint; once per checkpoint
+loader for the two-model workflows). With none there it
 renders with UniVG Mini, the small trained model the pack ships (installed into models/ on
 first use: its UNet and VAE are copied, its fixed text and vision towers rebuilt from their
 seed), at its own size: 64x64, 8 frames, a caption of its world. Workflows whose Mini model
@@ -16,6 +17,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Optional
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
 from .mini_workflows import EXAMPLE_IMAGE, PROMPT_TITLES, apply_mini, apply_video_settings, mini_models_for
@@ -44,14 +46,33 @@ def example_image(path: Path) -> None:
     image.save(path)
 
 
-def set_checkpoint_and_overrides(workflow: dict, checkpoint: str, overrides: dict, prompt, demo: bool) -> None:
-    """A user's (or the random demo) checkpoint in every loader; the command line's settings."""
+def checkpoint_loaders(workflow: dict) -> list[dict]:
+    return [node for node in workflow.values() if node["class_type"] == "UniVGCheckpointLoader"]
+
+
+def choose_checkpoints(workflow: dict, given: Optional[list[str]], user_files: list[str]) -> list[str]:
+    """One file a checkpoint loader of `workflow`, in its order: the `--checkpoint` names, else
+    the first of the user's files when the workflow has one loader. A two-model workflow needs
+    both named: the same file in both loaders (a base model in the upscaler's) would not work."""
+    loaders = checkpoint_loaders(workflow)
+    if given and len(given) == len(loaders):
+        return list(given)
+    if not given and len(loaders) == 1:
+        return user_files[:1]
+    wanted = ", ".join(f"{node['_meta']['title']} (default {node['inputs']['ckpt_name']})" for node in loaders)
+    got = f"got {len(given)} --checkpoint" if given else f"found {', '.join(user_files)} in models/univg"
+    raise ValueError(f"this workflow has {len(loaders)} checkpoint loaders: {wanted}; give --checkpoint "
+                     f"{len(loaders)} times, in that order ({got})")
+
+
+def set_checkpoint_and_overrides(workflow: dict, checkpoints: list[str], overrides: dict, prompt, demo: bool) -> None:
+    """The user's (or the random demo) checkpoints in the loaders, in order; the command line's settings."""
     if demo:
         overrides = {k: v if v is not None else {"steps": 10, "frames": 8}.get(k) for k, v in overrides.items()}
     settings = {key: value for key, value in overrides.items() if value is not None}
+    for node, checkpoint in zip(checkpoint_loaders(workflow), checkpoints):
+        node["inputs"]["ckpt_name"] = checkpoint
     for node in workflow.values():
-        if node["class_type"] == "UniVGCheckpointLoader":
-            node["inputs"]["ckpt_name"] = checkpoint
         apply_video_settings(node, settings, {k: v for k, v in settings.items() if k not in ("width", "height")})
         if prompt is not None and node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
             node["inputs"]["text"] = prompt
@@ -60,7 +81,10 @@ def set_checkpoint_and_overrides(workflow: dict, checkpoint: str, overrides: dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.main_job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workflow", default="text_to_video", choices=sorted(p.stem for p in WORKFLOWS.glob("*.json")))
-    parser.add_argument("--checkpoint", help="file name in models/univg (default: the first one)")
+    parser.add_argument("--checkpoint", action="append", metavar="NAME",
+                        help="file name in models/univg (default: the first one); once per checkpoint loader of "
+                             "the workflow, in its order (twice for base_then_super_resolution and "
+                             "text_to_video_two_stage: the base model, then the second one)")
     parser.add_argument("--steps", type=int, help="sampling steps (default: the workflow's)")
     parser.add_argument("--frames", type=int)
     parser.add_argument("--width", type=int)
@@ -75,13 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     demo = mini = False
     mini_files = mini_models_for(args.workflow)
     user_files = [name for name in available if not name.startswith(("univg_demo_random", "univg_mini_"))]
-    if args.checkpoint:
-        if args.checkpoint not in available:
-            print(f"error: {args.checkpoint} is not in {folder}. " + HELP.format(folder=folder), file=sys.stderr)
+    workflow = json.loads((WORKFLOWS / f"{args.workflow}.json").read_text())
+    overrides = {"steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height}
+    if args.checkpoint or user_files:
+        missing = [name for name in args.checkpoint or () if name not in available]
+        if missing:
+            print(f"error: {', '.join(missing)} not in {folder}. " + HELP.format(folder=folder), file=sys.stderr)
             return 2
-        checkpoint = args.checkpoint
-    elif user_files:
-        checkpoint = user_files[0]
+        try:
+            checkpoints = choose_checkpoints(workflow, args.checkpoint, user_files)
+        except ValueError as error:
+            print(f"error: {args.workflow}: {error}", file=sys.stderr)
+            return 2
     elif mini_files:
         from univg_core.cli.install_mini import MiniInstallError, install
 
@@ -93,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         except MiniInstallError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        checkpoint, mini = " + ".join(mini_files), True
+        checkpoints, mini = list(mini_files), True
     else:
         if args.workflow not in FAMILY_FOR:
             print(f"error: no checkpoint for {args.workflow}. " + HELP.format(folder=folder), file=sys.stderr)
@@ -102,17 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         print("Rendering with a random-weight demo checkpoint instead: the pipeline runs end to end, the video is noise.")
         from .demo_checkpoint import write_demo_checkpoint
 
-        checkpoint = f"univg_demo_random_{FAMILY_FOR[args.workflow]}.safetensors"
-        if not (folder / checkpoint).exists():
-            write_demo_checkpoint(str(folder / checkpoint), FAMILY_FOR[args.workflow])
+        checkpoints = [f"univg_demo_random_{FAMILY_FOR[args.workflow]}.safetensors"]
+        if not (folder / checkpoints[0]).exists():
+            write_demo_checkpoint(str(folder / checkpoints[0]), FAMILY_FOR[args.workflow])
         demo = True
+    checkpoint = " + ".join(checkpoints)
 
-    workflow = json.loads((WORKFLOWS / f"{args.workflow}.json").read_text())
-    overrides = {"steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height}
     if mini:
         workflow = apply_mini(workflow, args.workflow, args.prompt, overrides)
     else:
-        set_checkpoint_and_overrides(workflow, checkpoint, overrides, args.prompt, demo)
+        set_checkpoint_and_overrides(workflow, checkpoints, overrides, args.prompt, demo)
 
     base = prepare_base(BASE, models=MODELS, output=OUTPUT)
     if not (base / "input" / "univg_example.png").exists():
