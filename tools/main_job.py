@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Optional
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
-from .mini_workflows import EXAMPLE_IMAGE, PROMPT_TITLES, apply_mini, apply_video_settings, mini_models_for
+from .mini_workflows import (EXAMPLE_IMAGE, PROMPT_TITLES, apply_mini, apply_video_settings, checkpoint_loaders,
+                             mini_models_for)
 from .progress_watch import ProgressWatcher
 
 MODELS = ROOT / "models"
@@ -44,10 +45,6 @@ def example_image(path: Path) -> None:
     image = Image.new("RGB", (width, height))
     image.putdata([(int(255 * x / width), int(255 * y / height), 128) for y in range(height) for x in range(width)])
     image.save(path)
-
-
-def checkpoint_loaders(workflow: dict) -> list[dict]:
-    return [node for node in workflow.values() if node["class_type"] == "UniVGCheckpointLoader"]
 
 
 def choose_checkpoints(workflow: dict, given: Optional[list[str]], user_files: list[str]) -> list[str]:

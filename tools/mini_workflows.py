@@ -52,7 +52,7 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
     sampler = {**SAMPLER_SETTINGS, **{k: v for k, v in (settings or {}).items() if v is not None}}
     upscaler = {**UPSCALER_SETTINGS, "width": 2 * sampler["width"], "height": 2 * sampler["height"]}
     workflow = copy.deepcopy(workflow)
-    loaders = [node for node in workflow.values() if node["class_type"] == "UniVGCheckpointLoader"]
+    loaders = checkpoint_loaders(workflow)
     if len(loaders) != len(files):
         raise ValueError(f"{workflow_name}: {len(loaders)} checkpoint loaders, the Mini setup expects {len(files)}")
     for node, name in zip(loaders, files):
@@ -67,6 +67,11 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
         elif kind == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
             inputs["text"] = prompt if prompt is not None else EXAMPLE_CAPTION
     return workflow
+
+
+def checkpoint_loaders(workflow: dict) -> list[dict]:
+    """The UniVG Checkpoint Loader nodes of an API-format workflow, in its order."""
+    return [node for node in workflow.values() if node["class_type"] == "UniVGCheckpointLoader"]
 
 
 def apply_video_settings(node: dict, sampler: dict, upscaler: Optional[dict] = None) -> None:
