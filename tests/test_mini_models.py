@@ -13,11 +13,11 @@ import pytest
 from univg_core.cli.install_mini import WEIGHTS
 from univg_core.mini import models, towers
 from univg_core.mini.detector import detect
-from univg_core.mini.render import MiniRenderer, load_mini_vae
+from univg_core.mini.render import MiniRenderer, load_mini_vae, to_pixels, to_uint8
 from univg_core.mini.train_vae import heldout_psnr
 from univg_core.evaluation.metrics import psnr as _psnr
 from univg_core.evaluation.studies import bicubic_upsample, held_out_specs
-from univg_core.mini.world import caption_for
+from univg_core.mini.world import BACKGROUNDS, COLOURS, SHAPES, caption_for, make_spec, render
 
 ROOT = Path(__file__).resolve().parent.parent
 TOWERS = ROOT / ".cache" / "mini" / "towers"
@@ -51,6 +51,37 @@ def test_the_shipped_vae_reconstructs_held_out_frames():
     """Issue 14 asks 30 dB on held-out frames; the shipped decoder (trained to read noisy
     latents too) measures 31.13 dB."""
     assert heldout_psnr(load_mini_vae(WEIGHTS / models.VAE_FILE)) >= 30.0
+
+
+VAE_COLOUR_SHORTFALL = (
+    "the shipped VAE's encoder keeps a blue object on the gray background 0.03 (model units, in the object's "
+    "latent cells) from the empty background, where the other colours stand 0.07-1.1 from it, and its decoder "
+    "loses it: the detector reads the colour and motion in 81 of 90 round trips, gray/blue 0 of 6"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=VAE_COLOUR_SHORTFALL)
+def test_every_colour_of_the_world_survives_the_vae_round_trip_on_every_background():
+    """Each colour on each background, 3 shapes x 2 motions, encoded and decoded by the shipped
+    VAE: the detector reads the clip's colour and motion in at least 5 of the 6 round trips. A
+    colour the VAE loses is one no UNet decoded by it can draw."""
+    import torch
+
+    vae = load_mini_vae(WEIGHTS / models.VAE_FILE)
+    rng = np.random.Generator(np.random.PCG64(5))
+    short = {}
+    for background in BACKGROUNDS:
+        for colour in COLOURS:
+            read_right = 0
+            for shape in SHAPES:
+                for motion in ("left", "up"):
+                    clip = render(make_spec(shape, colour, background, motion, frames=8, rng=rng), 64)
+                    with torch.no_grad():
+                        round_trip = to_uint8(vae.decode(vae.encode(to_pixels(clip))))
+                    read_right += detect(round_trip).matches(colour=colour, motion=motion)
+            if read_right < 5:
+                short[f"{colour} on {background}"] = f"{read_right} of 6"
+    assert not short, short
 
 
 @pytest.fixture(scope="module")

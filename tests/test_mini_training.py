@@ -137,3 +137,22 @@ def test_train_mini_stops_on_a_world_set_of_other_clips_and_says_how_to_redo_it(
     error = capsys.readouterr().err
     assert f"{tmp_path / 'world64'} holds clips of 3 frames, not {models.FRAMES}" in error
     assert "delete the folder" in error and str(tmp_path / "cache" / "world64") in error
+
+
+def test_train_mini_stops_on_a_kept_vae_of_another_object_weight(tmp_path, capsys):
+    """A VAE file kept in the work folder from a run with another --vae-object-weight is named,
+    not silently reused: the UNets would learn another encoder's latents than the run asks."""
+    from safetensors.torch import save_file
+
+    from univg_core.mini.tiny_vae import TinyVAE
+
+    joint = tmp_path / train_mini.JOINT_VAE_FILE
+    state = {key: value.contiguous() for key, value in TinyVAE().state_dict().items()}
+    save_file(state, str(joint), metadata={"univg.scale_factor": "0.5"})  # as the shipped recipe writes it
+    arguments = ["--stages", "vae", "--work", str(tmp_path), "--weights", str(tmp_path / "weights")]
+    assert train_mini.main(arguments + ["--vae-object-weight", "4"]) == 2
+    error = capsys.readouterr().err
+    assert f"{joint} was trained with --vae-object-weight 0, this run asks 4; delete it" in error
+    save_file(state, str(joint), metadata={"univg.scale_factor": "0.5", train_mini.OBJECT_WEIGHT_KEY: "4"})
+    assert train_mini.main(arguments) == 2  # the other way round: a kept weight-4 file, a default run
+    assert "was trained with --vae-object-weight 4, this run asks 0" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from univg_core.mini.tiny_vae import TinyVAE
-from univg_core.mini.train_vae import VAETrainOptions, psnr, render_pool, train_vae
+from univg_core.mini.train_vae import VAETrainOptions, psnr, reconstruction_loss, render_pool, train_vae
 
 
 def test_tiny_vae_shapes_and_layout():
@@ -36,3 +36,22 @@ def test_vae_training_lowers_the_reconstruction_error():
     before = psnr(TinyVAE()(pool).detach(), pool)
     after = psnr(train_vae(options, log=None)(pool).detach(), pool)
     assert after > before + 8, (before, after)  # seen: 6.2 -> 20.6 dB
+
+
+def test_the_object_weight_makes_an_objects_error_cost_more_than_its_share_of_pixels():
+    """A gray crop with a blue 4x4 object (16 of 256 pixels): missing the object costs the
+    plain loss its 1/16 share; with object weight 4 its pixels weigh 5, a share of 80/320.
+    Background errors cost less the same way."""
+    gray, blue = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.24, 0.39, 0.92])
+    target = gray[None, :, None, None].repeat(1, 1, 16, 16)
+    target[..., 6:10, 6:10] = blue[None, :, None, None]
+    object_lost = target.clone()
+    object_lost[..., 6:10, 6:10] = gray[None, :, None, None]
+    error = (blue - gray).abs() + (blue - gray) ** 2
+    per_object_pixel = float(error.mean())
+    assert float(reconstruction_loss(object_lost, target)) == pytest.approx(per_object_pixel * 16 / 256)
+    assert float(reconstruction_loss(object_lost, target, object_weight=4)) == pytest.approx(per_object_pixel * 80 / 320)
+    background_off = target + 0.1
+    background_off[..., 6:10, 6:10] = target[..., 6:10, 6:10]
+    plain, weighted = (float(reconstruction_loss(background_off, target, w)) for w in (0, 4))
+    assert weighted == pytest.approx(plain * (240 / 320) / (240 / 256))

@@ -38,14 +38,14 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class WorldSetError(ValueError):
-    pass
+class StaleWorkError(ValueError):
+    """A file or folder kept from an earlier run was made by another recipe than this run asks."""
 
 
 def _check_world_set(folder: Path, count: int | None = None) -> None:
     problem = set_mismatch(folder, models.FRAMES, count)
     if problem:
-        raise WorldSetError(f"{problem}, as this run asks; delete the folder and the world stage writes it again "
+        raise StaleWorkError(f"{problem}, as this run asks; delete the folder and the world stage writes it again "
                             f"(and delete {folder.parent / 'cache' / folder.name}, its encoded copy)")
 
 
@@ -60,6 +60,19 @@ def stage_world(args) -> None:
             write_dataset(folder, count, seed, models.FRAMES, size, models.FPS, log=_log)
 
 
+OBJECT_WEIGHT_KEY = "univg.vae_object_weight"  # absent in files made before the option: 0
+
+
+def _check_vae_file(path: Path, object_weight: float) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        made_with = float((handle.metadata() or {}).get(OBJECT_WEIGHT_KEY, 0.0))
+    if made_with != object_weight:
+        raise StaleWorkError(f"{path} was trained with --vae-object-weight {made_with:g}, this run asks "
+                             f"{object_weight:g}; delete it (and the VAE files after it) or give another --work / --weights")
+
+
 def _save_vae(vae, path: Path, metadata: dict) -> None:
     from safetensors.torch import save_file
 
@@ -68,36 +81,45 @@ def _save_vae(vae, path: Path, metadata: dict) -> None:
     save_file(state, str(path), metadata=metadata)
 
 
+def _object_weight_metadata(object_weight: float) -> dict:
+    return {OBJECT_WEIGHT_KEY: f"{object_weight:g}"} if object_weight else {}  # the shipped file stays as it was
+
+
 def stage_vae(args) -> None:
     """Encoder and decoder together, then the decoder alone on whole frames, then on noisy
     latents: the latents the UNets learn come from the first part's encoder, which the others
     leave as it is."""
     joint = args.work / JOINT_VAE_FILE
     if not joint.is_file():
-        vae = train_vae(VAETrainOptions(steps=args.vae_steps, seed=args.seed), log=_log)
+        vae = train_vae(VAETrainOptions(steps=args.vae_steps, seed=args.seed, object_weight=args.vae_object_weight), log=_log)
         with torch.no_grad():
             scale = models.latent_scale_factor(vae.encode(render_pool(64, args.seed, models.SIZE)))
         _log(f"VAE (encoder and decoder): held-out PSNR {heldout_psnr(vae):.2f} dB, latent scale factor {scale}")
-        _save_vae(vae, joint, {"univg.scale_factor": str(scale)})
+        _save_vae(vae, joint, {"univg.scale_factor": str(scale), **_object_weight_metadata(args.vae_object_weight)})
+    _check_vae_file(joint, args.vae_object_weight)
     decoder = args.work / DECODER_VAE_FILE
     if not decoder.is_file():
         vae = load_tiny_vae(joint)
-        options = VAETrainOptions(steps=args.decoder_steps, seed=args.seed, decoder_only=True, crop=64)
+        options = VAETrainOptions(steps=args.decoder_steps, seed=args.seed, decoder_only=True, crop=64,
+                                  object_weight=args.vae_object_weight)
         vae = train_vae(options, log=_log, start=vae)
         _log(f"VAE decoder on whole frames: held-out PSNR {heldout_psnr(vae):.2f} dB")
-        _save_vae(vae, decoder, {})
+        _save_vae(vae, decoder, _object_weight_metadata(args.vae_object_weight))
+    _check_vae_file(decoder, args.vae_object_weight)
     path = args.weights / VAE_FILE
     if path.is_file():
+        _check_vae_file(path, args.vae_object_weight)
         return
     # the UNets' latents are off by a few tenths of their unit scale: a decoder trained only on exact
     # latents turned an error of 0.1 into scattered blobs, so it learns to read noisy ones
     scale = vae_scale_factor(args.work)
     options = VAETrainOptions(steps=args.noisy_decoder_steps, seed=args.seed, decoder_only=True, crop=64,
-                              latent_noise=args.decoder_latent_noise / scale)
+                              latent_noise=args.decoder_latent_noise / scale, object_weight=args.vae_object_weight)
     vae = train_vae(options, log=_log, start=load_tiny_vae(decoder))
     psnr = heldout_psnr(vae)
     _log(f"VAE decoder on noisy latents: held-out PSNR {psnr:.2f} dB")
-    _save_vae(vae.half(), path, {"univg.scale_factor": str(scale), "univg.heldout_psnr": f"{psnr:.2f}"})
+    _save_vae(vae.half(), path, {"univg.scale_factor": str(scale), "univg.heldout_psnr": f"{psnr:.2f}",
+                                 **_object_weight_metadata(args.vae_object_weight)})
 
 
 def vae_scale_factor(work: Path) -> float:
@@ -216,6 +238,10 @@ def main(argv=None) -> int:
     parser.add_argument("--noisy-decoder-steps", type=int, default=1800, help="then on noisy latents")
     parser.add_argument("--decoder-latent-noise", type=float, default=0.3,
                         help="most latent noise the decoder learns to read, in units of the scaled latents")
+    parser.add_argument("--vae-object-weight", type=float, default=0.0,
+                        help="experiment, not the shipped recipe: the VAE's object pixels weigh 1 + this in its loss, "
+                             "in all three phases (4 keeps every colour apart on every background; see "
+                             "docs/univg_mini_findings.md); the UNets must then be trained again on its latents")
     parser.add_argument("--image-clips", type=int, default=240,
                         help="clips the image-reading F_B learns from (their vision tokens cost seconds each)")
     parser.add_argument("--base-image-steps", type=int, default=3000)
@@ -240,7 +266,7 @@ def main(argv=None) -> int:
             start = time.monotonic()
             try:
                 globals()[f"stage_{stage}"](args)
-            except WorldSetError as error:
+            except StaleWorkError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             _log(f"stage {stage}: {(time.monotonic() - start) / 60:.1f} min")
