@@ -38,7 +38,7 @@ class VAETrainOptions:
     object_weight: float = 0.0
 
 
-OBJECT_DISTANCE = 0.1  # RGB distance in [0, 1] units: the world's colours stand 0.2-0.9 from every background
+OBJECT_DISTANCE = 0.1  # RGB distance in [0, 1] units: the world's colours stand 0.43-1.11 from every background
 
 
 def render_pool(count: int, seed: int, size: int, frames: int = 8) -> torch.Tensor:
