@@ -63,11 +63,15 @@ def stage_world(args) -> None:
 OBJECT_WEIGHT_KEY = "univg.vae_object_weight"  # absent in files made before the option: 0
 
 
-def _check_vae_file(path: Path, object_weight: float) -> None:
+def _vae_metadata(path: Path) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as handle:
-        made_with = float((handle.metadata() or {}).get(OBJECT_WEIGHT_KEY, 0.0))
+        return handle.metadata() or {}
+
+
+def _check_vae_file(path: Path, object_weight: float) -> None:
+    made_with = float(_vae_metadata(path).get(OBJECT_WEIGHT_KEY, 0.0))
     if made_with != object_weight:
         raise StaleWorkError(f"{path} was trained with --vae-object-weight {made_with:g}, this run asks "
                              f"{object_weight:g}; delete it (and the VAE files after it) or give another --work / --weights")
@@ -123,10 +127,7 @@ def stage_vae(args) -> None:
 
 
 def vae_scale_factor(work: Path) -> float:
-    from safetensors import safe_open
-
-    with safe_open(str(work / JOINT_VAE_FILE), "pt") as handle:
-        return float(handle.metadata()["univg.scale_factor"])
+    return float(_vae_metadata(work / JOINT_VAE_FILE)["univg.scale_factor"])
 
 
 def stage_towers(args) -> None:
