@@ -99,7 +99,7 @@ def test_a_missing_tower_file_is_named(mini_workspace):
 
 def test_the_mini_base_configuration_and_its_starting_file(tmp_path):
     config = models.mini_base_config(scale_factor=0.6)
-    assert models.parameter_count(config) < 5_000_000  # under 10 MB in fp16: five UNets and the VAE stay under 60 MB
+    assert models.parameter_count(config) < 5_000_000  # under 10 MB in fp16 (the shipped total: test_mini_install)
     assert config.unet.context_dim == 1024 and config.image_proj.embedding_dim == 1280
     assert models.latent_scale_factor(torch.full((1000,), 2.0) * torch.tensor([1.0, -1.0]).repeat(500)) == 0.5
     path = tmp_path / "init.safetensors"
@@ -156,3 +156,41 @@ def test_train_mini_stops_on_a_kept_vae_of_another_object_weight(tmp_path, capsy
     save_file(state, str(joint), metadata={"univg.scale_factor": "0.5", train_mini.OBJECT_WEIGHT_KEY: "4"})
     assert train_mini.main(arguments) == 2  # the other way round: a kept weight-4 file, a default run
     assert "was trained with --vae-object-weight 4, this run asks 0" in capsys.readouterr().err
+
+
+def test_the_first_frame_model_learns_first_frames_alone_and_drops_its_silenced_image_branch(mini_workspace):
+    """train_mini's first_frame stage: windows of one frame, one per clip (the clip's first), text
+    only; then written without the image branch, which leaves its outputs exactly as they were."""
+    out = train(mini_options(mini_workspace, out=str(mini_workspace / "first_frame_run.safetensors"),
+                             cache_dir=str(mini_workspace / "cache_first"), image_tokens=False, frames=1,
+                             window_stride=8, ema_decay=0.9), log=QUIET)
+    cached = CachedClips(sorted((mini_workspace / "cache_first").glob("[0-9a-f]*.pt")), frames=1)
+    assert [start for _, _, start in cached.windows] == [0, 0]  # two clips, their first frames
+    torch.testing.assert_close(cached[0]["latents"], torch.load(cached.files[0], weights_only=True)["latents"][:, :1].float())
+
+    slim = mini_workspace / "first_frame.safetensors"
+    config = models.write_text_only(out, slim)
+    assert not config.unet.image_cross_attention and config.image_proj is None
+    full, text_only = load_checkpoint(out), load_checkpoint(slim)
+    assert text_only.config == config and text_only.image_proj is None
+    assert not any("_ip." in key for key in load_file(str(slim)))
+    assert slim.stat().st_size < out.stat().st_size
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 1, 8, 8, generator=generator)
+    text = torch.randn(2, 77, config.unet.context_dim, generator=generator)
+    clip_tokens = torch.randn(2, 9, full.config.image_proj.embedding_dim, generator=generator)
+    with torch.no_grad():
+        expected = text_only.unet(x, torch.tensor([999, 300]), text)
+        assert torch.equal(full.unet(x, torch.tensor([999, 300]), text), expected)
+        with_image = full.unet(x, torch.tensor([999, 300]), text, image_context=full.image_proj(clip_tokens))
+        torch.testing.assert_close(with_image, expected, rtol=0, atol=1e-6)  # the silenced branch adds nothing
+
+    state = load_file(str(out))
+    key = next(key for key in state if ".to_v_ip." in key)
+    state[key] = torch.ones_like(state[key])
+    live = mini_workspace / "live_image_branch.safetensors"
+    from safetensors import safe_open
+    with safe_open(str(out), "pt") as handle:
+        save_file(state, str(live), metadata=handle.metadata())
+    with pytest.raises(ValueError, match="image branch is in use .*to_v_ip.* cannot be dropped"):
+        models.write_text_only(live, mini_workspace / "never.safetensors")

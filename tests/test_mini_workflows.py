@@ -49,6 +49,16 @@ def test_animation_gets_the_worlds_example_image_scaled_to_the_minis_size(monkey
     assert _nodes(workflow, "UniVGAnimationSampler")[0]["fps"] == 8
 
 
+def test_the_two_stage_workflow_draws_one_first_frame_with_the_text_to_image_model_then_animates_it():
+    workflow = apply_mini(_load("text_to_video_two_stage"), "text_to_video_two_stage", settings={"frames": 12})
+    assert [inputs["ckpt_name"] for inputs in _nodes(workflow, "UniVGCheckpointLoader")] == [
+        "univg_mini_first_frame.safetensors", "univg_mini_animation.safetensors"]
+    (image,), (animation,) = _nodes(workflow, "UniVGBaseSampler"), _nodes(workflow, "UniVGAnimationSampler")
+    assert (image["frames"], image["width"], image["height"]) == (1, 64, 64)
+    assert animation["frames"] == 12  # a user's frame count is the video's
+    assert _nodes(workflow, "ImageFromBatch")[0]["batch_index"] == 0
+
+
 def test_workflows_without_a_mini_model_say_so(monkeypatch, tmp_path):
     monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)
     assert mini_models_for("image_to_video") is None  # its file is not there

@@ -24,8 +24,10 @@ MINI_MODELS = {
     "base_then_super_resolution": ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"),
     "text_to_video_ksampler": ("univg_mini_base.safetensors",),
     "animation_custom_sampler": ("univg_mini_animation.safetensors",),
-    "text_to_video_two_stage": ("univg_mini_base.safetensors", "univg_mini_animation.safetensors"),
+    # the paper's text -> image -> F_A route: the Mini's text-to-image model draws one frame
+    "text_to_video_two_stage": ("univg_mini_first_frame.safetensors", "univg_mini_animation.safetensors"),
 }
+ONE_FRAME_BASE = {"text_to_video_two_stage"}  # workflows whose base sampler draws the first frame alone
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
 UPSCALER_SETTINGS = {"width": 2 * models.SIZE, "height": 2 * models.SIZE, "fps": models.FPS}
 PROMPT_TITLES = ("Positive prompt", "SR prompt", "Animation prompt")  # the caption, for every model of a workflow
@@ -60,6 +62,8 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
     for node in workflow.values():
         inputs, kind = node["inputs"], node["class_type"]
         apply_video_settings(node, sampler, upscaler)
+        if kind == "UniVGBaseSampler" and workflow_name in ONE_FRAME_BASE:
+            inputs["frames"] = 1
         if kind == "CreateVideo":
             inputs["fps"] = float(sampler["fps"])
         elif kind == "LoadImage":

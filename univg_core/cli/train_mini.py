@@ -30,7 +30,7 @@ WEIGHTS = ROOT / "univg_core" / "mini" / "weights"
 VAE_FILE = models.VAE_FILE
 JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
 DECODER_VAE_FILE = "vae_decoder.safetensors"
-STAGES = ("world", "vae", "towers", "base", "base_image", "animation", "sr", "animation_no_bgn", "sr_no_bgn")
+STAGES = ("world", "vae", "towers", "base", "first_frame", "base_image", "animation", "sr", "animation_no_bgn", "sr_no_bgn")
 IMAGE_SET = "world64_image"  # the first clips of world64, for the stage that reads CLIP-vision tokens
 
 
@@ -143,15 +143,15 @@ def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: 
     if (args.work / data / TRUTH).is_file():
         _check_world_set(args.work / data)
     run_out = args.work / "runs" / out.name
-    changes = {"lr": args.lr, **changes}
-    options = TrainOptions(
+    values = dict(
         task=task, init=str(init), data=str(args.work / data), out=str(run_out),
         vae=str(args.work / JOINT_VAE_FILE), text_encoder=str(args.work / "towers" / towers.TEXT_FILE),
         image_encoder=str(args.work / "towers" / towers.VISION_FILE),
-        frames=models.FRAMES, height=size, width=size, batch_size=args.batch_size, steps=steps,
+        frames=models.FRAMES, height=size, width=size, batch_size=args.batch_size, steps=steps, lr=args.lr,
         weight_decay=0.0, gradient_checkpointing=False, dropout=0.0, save_every=100, seed=args.seed,
-        cache_dir=str(args.work / "cache" / data), log_every=20, **changes,
+        cache_dir=str(args.work / "cache" / data), log_every=20,
     )
+    options = TrainOptions(**{**values, **changes})
     start = time.monotonic()
     train(options, log=_log)
     _log(f"{out.name}: up to step {steps} in {(time.monotonic() - start) / 60:.1f} min")
@@ -178,6 +178,27 @@ def stage_base(args) -> None:
     _train(args, "base", init, "world64", out, args.base_steps, models.SIZE, publish=False, **common)
     _train(args, "base", init, "world64", out, args.base_steps + args.base_ema_steps, models.SIZE,
            ema_decay=args.base_ema, text_dropout=0.1, **common)
+
+
+FIRST_FRAME_FILE = "univg_mini_first_frame.safetensors"
+
+
+def stage_first_frame(args) -> None:
+    """The Mini's text-to-image model, standing in for the SDXL the paper draws first frames with
+    (its image-to-video route: text -> image -> F_A): F_B fine-tuned on each clip's first frame
+    alone (windows of one frame, one per clip), so it learns where the world starts an object
+    for the caption's motion, which F_B, drawing all frames at once, leaves to the noise. The
+    text_to_video_two_stage workflow draws its first frame with it. Text only, written without
+    the silenced image branch (2.3 MB less)."""
+    out = args.weights / FIRST_FRAME_FILE
+    if out.is_file():
+        return
+    trained = args.work / "runs" / FIRST_FRAME_FILE
+    _train(args, "base", _base_file(args), "world64", trained, args.first_frame_steps, models.SIZE, publish=False,
+           frames=1, window_stride=models.FRAMES, batch_size=args.first_frame_batch_size, image_tokens=False,
+           prediction="v", text_dropout=0.1, ema_decay=args.base_ema)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    models.write_text_only(trained, out)
 
 
 def stage_base_image(args) -> None:
@@ -236,6 +257,9 @@ def main(argv=None) -> int:
                         help="F_B's second phase (text dropout 0.1, EMA of the weights)")
     parser.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of F_B's second phase")
     parser.add_argument("--base-lr", type=float, default=4e-4)
+    parser.add_argument("--first-frame-steps", type=int, default=6000,
+                        help="the text-to-image model (F_B fine-tuned on first frames, EMA as F_B's second phase)")
+    parser.add_argument("--first-frame-batch-size", type=int, default=32, help="first frames per step")
     parser.add_argument("--noisy-decoder-steps", type=int, default=1800, help="then on noisy latents")
     parser.add_argument("--decoder-latent-noise", type=float, default=0.3,
                         help="most latent noise the decoder learns to read, in units of the scaled latents")
