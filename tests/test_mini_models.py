@@ -176,13 +176,26 @@ def test_the_two_stage_route_starts_where_the_caption_can_move_and_follows_more_
 def test_the_readme_frames_are_what_the_shipped_f_b_renders(text_to_video):
     """docs/univg_mini_text_to_video.png is `python -m tools.make_readme_frames` on the shipped
     files (within a level on average: float sums differ a little between CPUs)."""
+    from tools import make_readme_frames
+
+    _assert_readme_picture(make_readme_frames.OUT, text_to_video)
+
+
+def test_the_readme_two_stage_frames_are_what_the_shipped_route_renders(two_stage):
+    """docs/univg_mini_two_stage.png is `python -m tools.make_readme_frames --two-stage`."""
+    from tools import make_readme_frames
+
+    _assert_readme_picture(make_readme_frames.TWO_STAGE_OUT, lambda caption, seed: two_stage(caption, seed)[1])
+
+
+def _assert_readme_picture(path: Path, render) -> None:
     from PIL import Image
 
     from tools import make_readme_frames
 
-    shipped = np.asarray(Image.open(make_readme_frames.OUT).convert("RGB"))
+    shipped = np.asarray(Image.open(path).convert("RGB"))
     zoom = make_readme_frames.ZOOM
-    rendered = make_readme_frames.frame_rows(text_to_video).repeat(zoom, axis=0).repeat(zoom, axis=1)
+    rendered = make_readme_frames.frame_rows(render).repeat(zoom, axis=0).repeat(zoom, axis=1)
     assert shipped.shape == rendered.shape
     assert np.abs(shipped.astype(int) - rendered).mean() < 1.0
 

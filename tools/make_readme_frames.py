@@ -1,7 +1,8 @@
-"""Render the README's picture of what UniVG Mini's F_B draws: four of the world's captions,
-seeds 0 and 1 each, the 8 frames of a video in a row, drawn 2x (nearest) so the 64x64 frames read.
+"""Render the README's pictures of what UniVG Mini draws: four of the world's captions, seeds 0
+and 1 each, the 8 frames of a video in a row, drawn 2x (nearest) so the 64x64 frames read.
 
-    .venv/bin/python -m tools.make_readme_frames     # writes docs/univg_mini_text_to_video.png
+    .venv/bin/python -m tools.make_readme_frames              # F_B: docs/univg_mini_text_to_video.png
+    .venv/bin/python -m tools.make_readme_frames --two-stage  # docs/univg_mini_two_stage.png
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "univg_mini_text_to_video.png"
+TWO_STAGE_OUT = ROOT / "docs" / "univg_mini_two_stage.png"  # the text-to-image model's frame, then F_A
 TOWERS = ROOT / ".cache" / "mini" / "towers"
 # (shape, colour, motion, background): one of each colour but purple, every motion but growing
 CAPTIONS = (("circle", "red", "right", "dark"), ("square", "blue", "left", "light"),
@@ -41,15 +43,23 @@ def main(argv=None) -> int:
     from univg_core.mini.render import MiniRenderer
 
     parser = argparse.ArgumentParser(prog="python -m tools.make_readme_frames", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--two-stage", action="store_true",
+                        help="the text_to_video_two_stage route: the text-to-image model's first frame animated by F_A")
+    parser.add_argument("--out", type=Path, help=f"default {OUT.name}, or {TWO_STAGE_OUT.name} with --two-stage")
     args = parser.parse_args(argv)
     text_file, _ = towers.write_towers(TOWERS, TOWERS)  # kept when already built
     renderer = MiniRenderer(text_file, WEIGHTS / models.VAE_FILE)
-    base = WEIGHTS / "univg_mini_base.safetensors"
-    grid = frame_rows(lambda caption, seed: renderer.text_to_video(base, caption, seed))
+    if args.two_stage:
+        first_frame, animation = WEIGHTS / "univg_mini_first_frame.safetensors", WEIGHTS / "univg_mini_animation.safetensors"
+        grid = frame_rows(lambda caption, seed: renderer.animate(
+            animation, renderer.text_to_video(first_frame, caption, seed, frames=1)[0], caption, seed))
+    else:
+        base = WEIGHTS / "univg_mini_base.safetensors"
+        grid = frame_rows(lambda caption, seed: renderer.text_to_video(base, caption, seed))
+    out = args.out or (TWO_STAGE_OUT if args.two_stage else OUT)
     image = Image.fromarray(grid)
-    image.resize((image.width * ZOOM, image.height * ZOOM), Image.NEAREST).save(args.out)
-    print(args.out)
+    image.resize((image.width * ZOOM, image.height * ZOOM), Image.NEAREST).save(out)
+    print(out)
     return 0
 
 

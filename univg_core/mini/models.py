@@ -98,8 +98,6 @@ def parameter_count(config: ModelConfig) -> int:
     return sum(p.numel() for module in modules for p in module.parameters())
 
 
-
-
 IMAGE_BRANCH_KEYS = (".to_k_ip.", ".to_v_ip.")
 
 
