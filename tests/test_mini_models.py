@@ -150,7 +150,7 @@ def test_the_two_stage_route_starts_where_the_caption_can_move_and_follows_more_
     the object with room for the caption's motion (the world starts every path where it fits: at
     least 0.4 of the frame ahead) in every one it draws; then F_A moves it. Measured: 13 of 20 in
     full (colour 16, motion 15), room in 16 of 16, against F_B alone 6 (16, 7); the misses are
-    the 4 blue objects (the VAE: purple or none), the 2 growing ones (drawn full size) and a green
+    the 4 blue objects (the VAE: purple or none), the 2 growing ones (drawn small, as the world starts them; F_A does not grow them) and a green
     triangle F_A sends right."""
     rows, followed, moved, roomy, directed, followed_by_base = [], 0, 0, 0, 0, 0
     for shape, colour, motion, background in CAPTIONS:
