@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import COMPANIONS_KEY, IMAGE_PROJ_PREFIX, config_metadata, load_checkpoint, save_checkpoint
+from ..checkpoints import (COMPANIONS_KEY, IMAGE_PROJ_PREFIX, config_metadata, load_checkpoint, read_state_dict,
+                           save_checkpoint)
 from ..configs import ModelConfig, ResamplerConfig, ScheduleConfig, get_preset
+from ..files import write_atomically
 from ..models.image_proj import Resampler
 from ..models.unet3d import UNet3D
 from .towers import TEXT_FILE, TEXT_WIDTH, VISION_FILE, VISION_WIDTH
@@ -107,12 +109,9 @@ def write_text_only(source: str | Path, out: str | Path) -> ModelConfig:
     branch: plain text cross attention and no Resampler, the same outputs in a file 2.3 MB
     smaller for the Mini. Raises if an image projection is not zero: dropping it would change
     the model."""
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
-    with safe_open(str(source), "pt") as handle:
-        metadata = handle.metadata() or {}
-        state = {key: handle.get_tensor(key) for key in handle.keys()}
+    state, metadata = read_state_dict(source)
     live = [key for key in state if ".to_v_ip." in key and state[key].any()]
     if live:
         raise ValueError(f"{source}: the image branch is in use ({live[0]} is not zero); it cannot be dropped")
@@ -121,5 +120,6 @@ def write_text_only(source: str | Path, out: str | Path) -> ModelConfig:
     config = load_checkpoint(source).config
     config = dataclasses.replace(config, image_proj=None,
                                  unet=dataclasses.replace(config.unet, image_cross_attention=False))
-    save_file(kept, str(out), metadata={**metadata, **config_metadata(config)})
+    # atomic: train_mini takes a file that is there for a finished stage
+    write_atomically(out, lambda partial: save_file(kept, str(partial), metadata={**metadata, **config_metadata(config)}))
     return config
