@@ -263,21 +263,37 @@ def test_super_resolution_beats_bicubic_against_the_true_high_resolution_clip(re
 BASE_IMAGE = WEIGHTS / "univg_mini_base_image.safetensors"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: image-to-video keeps the image's object colour; the image-reading "
-                   "F_B (3000 steps on 240 clips) keeps it in 0 of 10 (it keeps the background in 10 of 10)")
-def test_image_to_video_keeps_the_images_object_colour():
-    """F_B with w_T 0 and w_I 7.5 on 10 held-out first frames, 25 DDIM steps."""
+@pytest.fixture(scope="module")
+def image_to_videos():
+    """The image-reading F_B with w_T 0 and w_I 7.5 on 10 held-out first frames, 25 DDIM steps:
+    (spec, what the detector reads)."""
     from univg_core.mini.world import render
 
     text_file, vision_file = towers.write_towers(TOWERS, TOWERS)
     renderer = MiniRenderer(text_file, WEIGHTS / models.VAE_FILE, image_encoder=vision_file)
-    rows, kept, backgrounds = [], 0, 0
-    for index, spec in enumerate(held_out_specs(10)):
-        image = render(spec, models.SIZE)[0]
-        found = detect(renderer.text_to_video(BASE_IMAGE, "", index, text_weight=0.0, image=image, image_weight=7.5))
-        kept += found.colour == spec.colour
-        backgrounds += found.background == spec.background
-        rows.append(f"{spec.colour} {spec.shape} on {spec.background}: {found.colour} {found.shape} on {found.background}")
-    print("\n".join(rows) + f"\ncolour kept {kept}/10, background kept {backgrounds}/10")
-    assert backgrounds >= 8, rows  # what it does learn: the frame's background
-    assert kept >= 9, rows
+    return [(spec, detect(renderer.text_to_video(BASE_IMAGE, "", index, text_weight=0.0,
+                                                 image=render(spec, models.SIZE)[0], image_weight=7.5)))
+            for index, spec in enumerate(held_out_specs(10))]
+
+
+def _image_report(image_to_videos) -> str:
+    rows = [f"{spec.colour} {spec.shape} on {spec.background}: {found.colour} {found.shape} on {found.background}"
+            for spec, found in image_to_videos]
+    kept = sum(found.colour == spec.colour for spec, found in image_to_videos)
+    backgrounds = sum(found.background == spec.background for spec, found in image_to_videos)
+    return "\n".join(rows) + f"\ncolour kept {kept}/10, background kept {backgrounds}/10"
+
+
+def test_image_to_video_keeps_the_images_background_and_often_its_object_colour(image_to_videos):
+    """Trained with the object's cells weighing 5 in its loss: background 10 of 10, the object's
+    colour 5 of 10 (the same recipe with the plain loss: 0 of 10)."""
+    report = _image_report(image_to_videos)
+    print(report)
+    assert sum(found.background == spec.background for spec, found in image_to_videos) >= 8, report
+    assert sum(found.colour == spec.colour for spec, found in image_to_videos) >= 4, report
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: image-to-video keeps the image's object colour; the image-reading "
+                   "F_B (3000 steps on 240 clips, object cells weighing 5) keeps it in 5 of 10")
+def test_image_to_video_keeps_the_images_object_colour(image_to_videos):
+    assert sum(found.colour == spec.colour for spec, found in image_to_videos) >= 9, _image_report(image_to_videos)

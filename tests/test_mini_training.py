@@ -5,6 +5,7 @@ configuration and starting checkpoint. Tiny sizes; the real run is python -m uni
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,3 +195,37 @@ def test_the_first_frame_model_learns_first_frames_alone_and_drops_its_silenced_
         save_file(state, str(live), metadata=handle.metadata())
     with pytest.raises(ValueError, match="image branch is in use .*to_v_ip.* cannot be dropped"):
         models.write_text_only(live, mini_workspace / "never.safetensors")
+
+
+def test_train_mini_publishes_the_models_that_never_read_image_tokens_without_the_image_branch(tmp_path, monkeypatch):
+    """F_A, F_SR and their no-BGN twins learn text only (their to_v_ip stay zero): train_mini
+    writes them without the branch, 2.3 MB less each; the run's own file in --work keeps it.
+    The image-reading F_B keeps its branch and learns with the object's cells weighing 5."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    config, unet, image_proj = tiny_models("univg_base")
+    save_checkpoint(weights / "univg_mini_base.safetensors", config, unet, image_proj)
+    asked = {}
+
+    def silenced_run(options, log):
+        asked[options.task, options.bgn] = options
+        with torch.no_grad():
+            for name, parameter in unet.named_parameters():
+                if ".to_v_ip." in name:
+                    parameter.zero_()
+        Path(options.out).parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(options.out, config, unet, image_proj)
+        return options.out
+
+    monkeypatch.setattr(train_mini, "train", silenced_run)
+    stages = "base_image,animation,sr,animation_no_bgn,sr_no_bgn"
+    assert train_mini.main(["--stages", stages, "--work", str(tmp_path / "work"), "--weights", str(weights)]) == 0
+    assert sorted(asked) == [("animation", False), ("animation", True), ("base", True), ("sr", False), ("sr", True)]
+    assert not any(options.image_tokens for options in asked.values() if options.task == "animation")
+    assert asked["base", True].image_tokens and asked["base", True].object_weight == 4.0
+    assert {options.object_weight for options in asked.values() if options.task != "base"} == {0.0}
+    assert load_checkpoint(weights / "univg_mini_base_image.safetensors").image_proj is not None
+    for name in ("animation", "animation_no_bgn", "sr", "sr_no_bgn"):
+        published = load_checkpoint(weights / f"univg_mini_{name}.safetensors")
+        assert published.image_proj is None and not published.config.unet.image_cross_attention
+        assert load_checkpoint(tmp_path / "work" / "runs" / f"univg_mini_{name}.safetensors").image_proj is not None

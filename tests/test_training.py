@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from univg_core.training import trainer as trainer_module
 from univg_core.training.cache import CachedClips
 from univg_core.training.data import DataError, find_clips, read_video
 from univg_core.training.model_setup import TrainingSetupError
+from univg_core.training.object_weight import loss_weights, object_share, weighted_mse
 from univg_core.training.objective import TASKS, condition_latents, noisy_input_and_target
 from univg_core.training.trainer import TrainOptions, train
 
@@ -84,6 +86,26 @@ def test_bgn_training_pairs_follow_the_paper():
     condition = condition_latents(spec, v_target, None)
     x, _ = noisy_input_and_target(spec, v_target, condition, eps, t, abar, spec.bgn_window)
     torch.testing.assert_close(x[:, :4], bgn.inference_start(condition, eps, spec.bgn_window[1], abar))
+
+
+def test_object_share_counts_the_pixels_off_the_frames_median_colour_per_latent_cell():
+    frames = torch.full((2, 3, 16, 16), 0.5)  # gray in [0, 1]
+    frames[0, 0, 2:6, 9:13] = 1.0  # a 4x4 block in cell (0, 1) of a 2x2 latent grid
+    frames[1, :, :, :] = 0.5 + 0.04  # an even tint is background, not object
+    share = object_share(frames * 2 - 1, 2, 2)
+    torch.testing.assert_close(share, torch.tensor([[[0.0, 16 / 64], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]))
+    with pytest.raises(ValueError, match="do not split into 3x3"):
+        object_share(frames, 3, 3)
+
+
+def test_weighted_mse_is_the_mean_with_unit_weights_and_a_weighted_mean_otherwise():
+    prediction, target = torch.zeros(1, 4, 2, 2, 2), torch.zeros(1, 4, 2, 2, 2)
+    prediction[:, :, 0, 0, 0] = 1.0  # wrong in one of the 8 cells, in every channel
+    assert float(weighted_mse(prediction, target, None)) == pytest.approx(1 / 8)
+    assert float(weighted_mse(prediction, target, torch.ones(1, 1, 2, 2, 2))) == pytest.approx(1 / 8)
+    share = torch.zeros(2, 2, 2)
+    share[0, 0, 0] = 1.0
+    assert float(weighted_mse(prediction, target, loss_weights(share, 4.0))) == pytest.approx(5 / 12)
 
 
 def test_base_task_is_the_standard_forward_process():
@@ -195,6 +217,7 @@ def test_unreadable_and_short_clips_fail_before_training(workspace, tmp_path):
         ("animation", "nothing.safetensors", {}, "no such file"),
         ("animation", "base.safetensors", {"bgn": False, "t_n": 900}, "--no-bgn trains without a BGN window"),
         ("sr", "base.safetensors", {"latent_crop": 9}, r"--latent-crop must be in \[1, 8\]"),
+        ("base", "base.safetensors", {"object_weight": -1.0}, "--object-weight must be >= 0"),
     ],
 )
 def test_bad_settings_fail_before_training(workspace, task, init, changes, message):
@@ -273,12 +296,43 @@ def test_latent_crops_take_the_same_window_of_the_clip_and_its_degraded_copy():
     latents = torch.arange(2 * 4 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 4, 3, 16, 16)
     corners = set()
     for seed in range(12):
-        crop, low = trainer_module._random_crop(latents, latents + 1e6, 8, torch.Generator().manual_seed(seed))
+        weights = latents[:, :1] + 2e6
+        crop, low, crop_weights = trainer_module._random_crop(latents, latents + 1e6, weights, 8,
+                                                             torch.Generator().manual_seed(seed))
         assert crop.shape == (2, 4, 3, 8, 8) and torch.equal(low - 1e6, crop)
+        assert torch.equal(crop_weights - 2e6, crop[:, :1])
         top, left = divmod(int(crop[0, 0, 0, 0, 0]), 16)
         assert 0 <= top <= 8 and 0 <= left <= 8 and torch.equal(crop, latents[..., top:top + 8, left:left + 8])
         corners.add((top, left))
     assert len(corners) > 6  # the window moves
+
+
+def test_object_weight_caches_each_cells_object_share_and_weighs_the_loss_with_it(workspace, tmp_path):
+    """--object-weight 4: the clips are cached with each latent cell's share of pixels off the frame's
+    median colour (the fixture's bright square, and the dark gradient's far ends), a batch carries
+    1 + 4 x share as its loss weights, and the run trains and resumes under its own signature."""
+    chosen = options(workspace, "base", "object_weight.safetensors", steps=1, object_weight=4.0,
+                     cache_dir=str(tmp_path / "cache"))
+    out = train(chosen, log=QUIET)
+    assert load_checkpoint(out).config.family == "univg_base"
+    files = sorted(p for p in (tmp_path / "cache").glob("*.pt") if p.name != "null.pt")
+    entry = torch.load(files[0], weights_only=True)
+    share = entry["object"].float()
+    assert share.shape == (12, 8, 8) and share.min() >= 0 and share.max() <= 1
+    # the 21-pixel square from row 21 covers latent rows 3 and 4 whole; every frame keeps background cells
+    assert torch.all(share[:, 3:5].amax(dim=-1) == 1) and torch.all((share == 0).flatten(1).any(dim=1))
+    clips = CachedClips(files, 4)
+    batch = trainer_module.make_batch([0, 1], clips, TASKS["base"], None, make_alphas_cumprod(), chosen, True, 0.0, 0.0)
+    assert batch.weights.shape == (2, 1, 4, 8, 8)
+    expected = torch.stack([1 + 4 * clips[trainer_module.window_index(n, len(clips), 0)]["object"] for n in (0, 1)])
+    torch.testing.assert_close(batch.weights[:, 0], expected)
+    plain = options(workspace, "base", "plain.safetensors", steps=1, cache_dir=str(tmp_path / "cache"))
+    train(plain, log=QUIET)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2 * len(files) + 1  # its own cache files, no shares
+    assert "object" not in torch.load(next(p for p in (tmp_path / "cache").glob("*.pt") if p not in files
+                                           and p.name != "null.pt"), weights_only=True)
+    with pytest.raises(TrainingSetupError, match="used other settings"):
+        train(dataclasses.replace(chosen, steps=2, object_weight=2.0), log=QUIET)
 
 
 def test_step_lines_go_to_the_stderr_of_the_run(workspace, capsys):

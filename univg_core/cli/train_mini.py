@@ -135,9 +135,10 @@ def stage_towers(args) -> None:
 
 
 def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: int, publish: bool = True,
-           **changes) -> None:
+           text_only: bool = False, **changes) -> None:
     """One run of the training CLI's loop; it writes (and resumes) in --work, and the finished
-    file is copied to `out` (`publish`; an earlier phase of the same run leaves it to the last)."""
+    file is copied to `out` (`publish`; an earlier phase of the same run leaves it to the last),
+    without its silenced image branch when the run never read image tokens (`text_only`)."""
     if out.is_file():
         return
     if (args.work / data / TRUTH).is_file():
@@ -157,7 +158,10 @@ def _train(args, task: str, init: Path, data: str, out: Path, steps: int, size: 
     _log(f"{out.name}: up to step {steps} in {(time.monotonic() - start) / 60:.1f} min")
     if publish:
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run_out, out)
+        if text_only:
+            models.write_text_only(run_out, out)
+        else:
+            shutil.copyfile(run_out, out)
 
 
 def stage_base(args) -> None:
@@ -190,25 +194,21 @@ def stage_first_frame(args) -> None:
     for the caption's motion, which F_B, drawing all frames at once, leaves to the noise. The
     text_to_video_two_stage workflow draws its first frame with it. Text only, written without
     the silenced image branch (2.3 MB less)."""
-    out = args.weights / FIRST_FRAME_FILE
-    if out.is_file():
-        return
-    trained = args.work / "runs" / FIRST_FRAME_FILE
-    _train(args, "base", _base_file(args), "world64", trained, args.first_frame_steps, models.SIZE, publish=False,
-           frames=1, window_stride=models.FRAMES, batch_size=args.first_frame_batch_size, image_tokens=False,
-           prediction="v", text_dropout=0.1, ema_decay=args.base_ema)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    models.write_text_only(trained, out)
+    _train(args, "base", _base_file(args), "world64", args.weights / FIRST_FRAME_FILE, args.first_frame_steps,
+           models.SIZE, text_only=True, frames=1, window_stride=models.FRAMES, batch_size=args.first_frame_batch_size,
+           image_tokens=False, prediction="v", text_dropout=0.1, ema_decay=args.base_ema)
 
 
 def stage_base_image(args) -> None:
     """F_B that reads a first frame too: F_B fine-tuned with CLIP-vision tokens of each clip's
     first frame through the Resampler and MCA's image branch, the paper's dropouts (text 0.5,
     image 0.1). On a subset of the clips: the full-size vision tower takes seconds a frame on
-    a CPU. The image workflows and the w_T / w_I study use it."""
+    a CPU. The image workflows and the w_T / w_I study use it. The object's latent cells weigh
+    more in its loss (--base-image-object-weight): with a plain loss it learnt the frame's
+    background, 95% of the cells, and left the object's colour to chance."""
     _train(args, "base", _base_file(args), IMAGE_SET, args.weights / "univg_mini_base_image.safetensors",
            args.base_image_steps, models.SIZE, image_tokens=True, prediction="v", text_dropout=0.5,
-           image_dropout=0.1)
+           image_dropout=0.1, object_weight=args.base_image_object_weight)
 
 
 def _base_file(args) -> Path:
@@ -222,18 +222,19 @@ def _base_file(args) -> Path:
 # BGN 0/700, at twice the size. Both fine-tune F_B and keep its v-prediction on the zero-terminal-
 # SNR schedule (the paper's F_A predicts eps on SD's schedule: from F_B's schedule, eps at t = 990
 # would divide the error by sqrt(abar) ~ 0.01). F_A skips the CLIP image tokens on the CPU
-# (seconds per clip); the first frame reaches it through the concatenated latent.
+# (seconds per clip); the first frame reaches it through the concatenated latent. Neither reads
+# image tokens, so both are written without the silenced image branch.
 def stage_animation(args, bgn: bool = True) -> None:
     name = "univg_mini_animation" + ("" if bgn else "_no_bgn") + ".safetensors"
     _train(args, "animation", _base_file(args), "world64", args.weights / name, args.animation_steps, models.SIZE,
-           image_tokens=False, bgn=bgn, prediction="v")
+           text_only=True, image_tokens=False, bgn=bgn, prediction="v")
 
 
 def stage_sr(args, bgn: bool = True) -> None:
     name = "univg_mini_sr" + ("" if bgn else "_no_bgn") + ".safetensors"
     # on 64x64 crops of the 128x128 clips (8x8 latents, as F_B learnt): a whole clip costs ~5x the time
     _train(args, "sr", _base_file(args), "world128", args.weights / name, args.sr_steps, 2 * models.SIZE,
-           zero_terminal_snr=True, bgn=bgn, latent_crop=models.SIZE // 8)
+           text_only=True, zero_terminal_snr=True, bgn=bgn, latent_crop=models.SIZE // 8)
 
 
 def stage_animation_no_bgn(args) -> None:
@@ -270,6 +271,9 @@ def main(argv=None) -> int:
     parser.add_argument("--image-clips", type=int, default=240,
                         help="clips the image-reading F_B learns from (their vision tokens cost seconds each)")
     parser.add_argument("--base-image-steps", type=int, default=3000)
+    parser.add_argument("--base-image-object-weight", type=float, default=4.0,
+                        help="the image-reading F_B's object cells weigh 1 + this times their share of object "
+                             "pixels in its loss (0: the paper's plain loss)")
     parser.add_argument("--animation-steps", type=int, default=4800)
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=8)

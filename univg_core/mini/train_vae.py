@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..training.object_weight import object_pixels
 from .tiny_vae import TinyVAE
 from .world import make_specs, render
 
@@ -32,13 +33,10 @@ class VAETrainOptions:
     # decoder_only: each latent gets Gaussian noise of a std drawn from [0, latent_noise] (raw latent units), so
     # the decoder reads a diffusion model's slightly-off latents as the frame they are close to
     latent_noise: float = 0.0
-    # pixels of an object (further than OBJECT_DISTANCE from the crop's median colour) weigh 1 + object_weight in
+    # pixels of an object (further than object_weight.OBJECT_DISTANCE from the crop's median colour) weigh 1 + object_weight in
     # the loss: with 0 (the shipped VAE) a small object's colour counts for its few pixels, and the encoder kept a
     # blue object on the gray background 0.03 (scaled units) from the empty background
     object_weight: float = 0.0
-
-
-OBJECT_DISTANCE = 0.1  # RGB distance in [0, 1] units: the world's colours stand 0.43-1.11 from every background
 
 
 def render_pool(count: int, seed: int, size: int, frames: int = 8) -> torch.Tensor:
@@ -60,8 +58,7 @@ def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, obje
     error = (reconstruction - target).abs() + (reconstruction - target) ** 2
     if not object_weight:
         return error.mean()
-    median = target.flatten(2).median(dim=2).values[:, :, None, None]
-    weights = 1 + object_weight * ((target - median).norm(dim=1, keepdim=True) > OBJECT_DISTANCE).float()
+    weights = 1 + object_weight * object_pixels(target)
     return (weights * error).mean() / weights.mean()
 
 

@@ -3,7 +3,8 @@
 Per clip: the VAE latents of every decoded frame (the SD VAE is per-frame, so any window of
 them is the encoding of that window), for super-resolution also the latents of the degraded
 clip, the caption's text embedding, and CLIP image tokens of the frames where a training
-window may start (every `window_stride`-th). Plus `null.pt`: the encodings of the empty
+window may start (every `window_stride`-th), and with --object-weight each latent cell's share of
+object pixels. Plus `null.pt`: the encodings of the empty
 prompt and of the mid-grey null image that conditioning dropout swaps in, matching the null
 conditions of inference. A cache file is named by a hash of the clip file (path, size,
 modification time), the settings and the encoders, so a changed clip or model is re-encoded."""
@@ -24,6 +25,7 @@ from .clip_towers import TextTower, VisionTower, load_text_tower, load_vision_to
 from .vae_encoder import load_vae_encoder
 from .data import ClipRecord, DataError, read_video
 from .degrade import degrade
+from .object_weight import object_share
 
 NULL_FILE = "null.pt"
 
@@ -104,11 +106,19 @@ class CacheSpec:
     lowres: bool = False
     image_tokens: bool = False
     seed: int = 0
+    object_shares: bool = False  # each latent cell's share of object pixels, for --object-weight
+
+
+def _key_fields(spec: CacheSpec) -> dict:
+    fields = asdict(spec)
+    if not spec.object_shares:  # caches made before the option keep their names
+        del fields["object_shares"]
+    return fields
 
 
 def cache_key(record: ClipRecord, spec: CacheSpec, fingerprint: str) -> str:
     stat = record.path.stat()
-    blob = json.dumps([str(record.path.resolve()), stat.st_size, stat.st_mtime_ns, record.caption, asdict(spec), fingerprint])
+    blob = json.dumps([str(record.path.resolve()), stat.st_size, stat.st_mtime_ns, record.caption, _key_fields(spec), fingerprint])
     return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
 
@@ -149,6 +159,8 @@ def encode_clip(record: ClipRecord, encoders: Encoders, spec: CacheSpec, key: st
     if spec.lowres:
         generator = torch.Generator().manual_seed(int(key, 16) % (2**63))
         entry["lowres"] = _encode_latents(encoders.vae, degrade(video, generator))
+    if spec.object_shares:
+        entry["object"] = object_share(video, *entry["latents"].shape[-2:]).half()
     starts = window_starts(video.shape[0], spec.frames, spec.window_stride)
     entry["starts"] = torch.tensor(starts)
     if spec.image_tokens:
@@ -219,4 +231,6 @@ class CachedClips:
             item["lowres"] = entry["lowres"][:, window].float()
         if "image" in entry:
             item["image"] = entry["image"][position].float()
+        if "object" in entry:
+            item["object"] = entry["object"][window].float()
         return item

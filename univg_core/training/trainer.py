@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..checkpoints import COMPANIONS_KEY, IMAGE_ENCODER_PREFIX, TEXT_PREFIX, VAE_PREFIX, load_checkpoint, save_checkpoint
 from ..diffusion.schedule import alphas_cumprod_for, offset_noise
@@ -34,6 +33,7 @@ from .distributed import World, barrier, broadcast_from_main, init_world, mean_o
 from .model_setup import (
     TrainedNetwork, TrainingSetupError, bgn_window, build_network, network_from_state, check_text_width, target_config, uses_image_branch,
 )
+from .object_weight import loss_weights, weighted_mse
 from .objective import TASKS, condition_latents, noisy_input_and_target, timestep_range
 
 STATE_VERSION = 1
@@ -81,6 +81,10 @@ class TrainOptions:
         None, "what the network predicts (default: the task's: base and animation eps, sr v)", choices=("eps", "v")
     )
     offset_noise: float = _option(0.1, "offset-noise strength (paper 4.1)")
+    object_weight: float = _option(
+        0.0, "not the paper's: latent cells weigh 1 + this times their share of pixels that stand apart from the "
+        "frame's median colour (a small object on a plain background, as in UniVG Mini's world)"
+    )
     zero_terminal_snr: bool = _option(False, "rescale the schedule to zero terminal SNR")
     text_dropout: Optional[float] = _option(None, "default: base 0.5, animation 0.1, sr 0.1")
     image_dropout: Optional[float] = _option(None, "default: base 0.1, animation 0.1")
@@ -137,6 +141,8 @@ def validate(options: TrainOptions) -> None:
         problems.append("--no-bgn trains without a BGN window; drop --t-m / --t-n")
     if options.ema_decay is not None and not 0 < options.ema_decay < 1:
         problems.append(f"--ema must be in (0, 1), got {options.ema_decay}")
+    if not options.object_weight >= 0:
+        problems.append(f"--object-weight must be >= 0, got {options.object_weight}")
     if not 0 <= options.offset_noise <= 1:
         problems.append(f"--offset-noise must be in [0, 1], got {options.offset_noise}")
     if options.prediction not in (None, "eps", "v"):
@@ -196,18 +202,20 @@ class Batch:
     t: torch.Tensor
     text: torch.Tensor
     image: Optional[torch.Tensor]
+    weights: Optional[torch.Tensor] = None  # [B, 1, T, h, w] loss weights (--object-weight)
 
 
 def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, options, use_image, text_dropout, image_dropout):
     t_low, t_high = timestep_range(spec, window, len(alphas_cumprod))
-    pieces = {"x": [], "target": [], "t": [], "text": [], "image": []}
+    pieces = {"x": [], "target": [], "t": [], "text": [], "image": [], "weights": []}
     for number in numbers:
         item = clips[window_index(number, len(clips), options.seed)]
         generator = sample_generator(options.seed, number)
         latents = item["latents"].unsqueeze(0)
         lowres = item["lowres"].unsqueeze(0) if "lowres" in item else None
+        weights = loss_weights(item["object"], options.object_weight) if options.object_weight else None
         if options.latent_crop:
-            latents, lowres = _random_crop(latents, lowres, options.latent_crop, generator)
+            latents, lowres, weights = _random_crop(latents, lowres, weights, options.latent_crop, generator)
         t = torch.randint(t_low, t_high + 1, (1,), generator=generator)
         eps = offset_noise(tuple(latents.shape), options.offset_noise, generator=generator)
         drop_text = bool(torch.rand((), generator=generator) < text_dropout)
@@ -217,22 +225,25 @@ def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, option
         pieces["x"].append(x)
         pieces["target"].append(target)
         pieces["t"].append(t)
+        pieces["weights"].append(weights)
         pieces["text"].append(clips.null["text"].float() if drop_text else item["text"])
         if use_image:
             pieces["image"].append(clips.null["image"].float() if drop_image else item["image"])
     return Batch(
         x=torch.cat(pieces["x"]), target=torch.cat(pieces["target"]), t=torch.cat(pieces["t"]),
         text=torch.stack(pieces["text"]), image=torch.stack(pieces["image"]) if use_image else None,
+        weights=torch.cat(pieces["weights"]) if options.object_weight else None,
     )
 
 
-def _random_crop(latents: torch.Tensor, lowres: Optional[torch.Tensor], size: int, generator: torch.Generator):
-    """The same size x size window of [B, C, T, h, w] latents and of their degraded copy."""
+def _random_crop(latents: torch.Tensor, lowres: Optional[torch.Tensor], weights: Optional[torch.Tensor], size: int,
+                 generator: torch.Generator):
+    """The same size x size window of [B, C, T, h, w] latents, of their degraded copy and of their loss weights."""
     height, width = latents.shape[-2:]
     top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
     left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
     window = (..., slice(top, top + size), slice(left, left + size))
-    return latents[window], (lowres[window] if lowres is not None else None)
+    return tuple(part[window] if part is not None else None for part in (latents, lowres, weights))
 
 
 # ------------------------------------------------------------------------------ state
@@ -265,8 +276,9 @@ class EMA:
 def _signature(options: TrainOptions) -> dict:
     keep = ("task", "prediction", "image_tokens", "bgn", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
     signature = {name: getattr(options, name) for name in keep}
-    if options.latent_crop:  # only when set: runs saved before the option existed still resume
-        signature["latent_crop"] = options.latent_crop
+    for name in ("latent_crop", "object_weight"):  # only when set: runs saved before the option still resume
+        if getattr(options, name):
+            signature[name] = getattr(options, name)
     return signature
 
 
@@ -359,7 +371,7 @@ def _prepare_data(options, loaded, spec, world, use_image, log) -> CachedClips:
     spec_cache = CacheSpec(
         height=options.height, width=options.width, frames=options.frames, max_frames=options.max_frames,
         frame_stride=options.frame_stride, window_stride=options.window_stride,
-        lowres=spec.uses_lowres, image_tokens=use_image, seed=options.seed,
+        lowres=spec.uses_lowres, image_tokens=use_image, seed=options.seed, object_shares=bool(options.object_weight),
     )
     cache_dir = options.cache_dir or str(Path(options.data) / ".univg_cache")
     outcome = None
@@ -451,7 +463,8 @@ def _run(options, world, loaded, spec, window, config, use_image, clips, log) ->
                         batch.x.to(world.device), batch.t.to(world.device), batch.text.to(world.device),
                         None if batch.image is None else batch.image.to(world.device), fs,
                     )
-                    loss = F.mse_loss(output.float(), batch.target.to(world.device).float())
+                    weights = None if batch.weights is None else batch.weights.to(world.device)
+                    loss = weighted_mse(output.float(), batch.target.to(world.device).float(), weights)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss is {value} at step {step}; lower --lr or use --precision fp32")
