@@ -38,8 +38,8 @@ def loss_weights(share: torch.Tensor, weight: float) -> torch.Tensor:
 def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
     """Mean squared error; with weights [B, 1, T, h, w], their weighted average over every element
     (all weights 1 gives the plain mean)."""
-    error = (prediction - target) ** 2
     if weights is None:
-        return error.mean()
+        return F.mse_loss(prediction, target)  # the loss runs without the option had, to the bit
+    error = (prediction - target) ** 2
     weights = weights.expand_as(error)
     return (weights * error).sum() / weights.sum()
