@@ -197,9 +197,11 @@ def test_the_first_frame_model_learns_first_frames_alone_and_drops_its_silenced_
         models.write_text_only(live, mini_workspace / "never.safetensors")
 
 
-def test_train_mini_publishes_the_models_that_never_read_image_tokens_without_the_image_branch(tmp_path, monkeypatch):
-    """F_A, F_SR and their no-BGN twins learn text only (their to_v_ip stay zero): train_mini
-    writes them without the branch, 2.3 MB less each; the run's own file in --work keeps it.
+def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_path, monkeypatch):
+    """F_SR and its no-BGN twin learn text only (their to_v_ip stay zero): train_mini writes them
+    without the branch, 2.3 MB less each; the run's own file in --work keeps it. F_A keeps its
+    (silenced) branch: the animation workflows hand the first frame over through UniVG
+    Multi-Conditioning, which needs the CLIP_VISION the loader returns only for a model with one.
     The image-reading F_B keeps its branch and learns with the object's cells weighing 5."""
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -225,7 +227,9 @@ def test_train_mini_publishes_the_models_that_never_read_image_tokens_without_th
     assert asked["base", True].image_tokens and asked["base", True].object_weight == 4.0
     assert {options.object_weight for options in asked.values() if options.task != "base"} == {0.0}
     assert load_checkpoint(weights / "univg_mini_base_image.safetensors").image_proj is not None
-    for name in ("animation", "animation_no_bgn", "sr", "sr_no_bgn"):
+    for name in ("sr", "sr_no_bgn"):
         published = load_checkpoint(weights / f"univg_mini_{name}.safetensors")
         assert published.image_proj is None and not published.config.unet.image_cross_attention
         assert load_checkpoint(tmp_path / "work" / "runs" / f"univg_mini_{name}.safetensors").image_proj is not None
+    for name in ("animation", "animation_no_bgn"):
+        assert load_checkpoint(weights / f"univg_mini_{name}.safetensors").image_proj is not None

@@ -222,12 +222,14 @@ def _base_file(args) -> Path:
 # BGN 0/700, at twice the size. Both fine-tune F_B and keep its v-prediction on the zero-terminal-
 # SNR schedule (the paper's F_A predicts eps on SD's schedule: from F_B's schedule, eps at t = 990
 # would divide the error by sqrt(abar) ~ 0.01). F_A skips the CLIP image tokens on the CPU
-# (seconds per clip); the first frame reaches it through the concatenated latent. Neither reads
-# image tokens, so both are written without the silenced image branch.
+# (seconds per clip); the first frame reaches it through the concatenated latent. F_SR is written
+# without the silenced image branch; F_A keeps it: the animation workflows give the first frame
+# through UniVG Multi-Conditioning, which needs the CLIP_VISION the loader returns only for a
+# model with an image branch.
 def stage_animation(args, bgn: bool = True) -> None:
     name = "univg_mini_animation" + ("" if bgn else "_no_bgn") + ".safetensors"
     _train(args, "animation", _base_file(args), "world64", args.weights / name, args.animation_steps, models.SIZE,
-           text_only=True, image_tokens=False, bgn=bgn, prediction="v")
+           image_tokens=False, bgn=bgn, prediction="v")
 
 
 def stage_sr(args, bgn: bool = True) -> None:
