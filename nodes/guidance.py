@@ -27,10 +27,12 @@ def text_tokens(conditioning, what: str, model: UniVGModel, device, dtype) -> to
 
 
 def guided_denoiser(
-    model: UniVGModel, positive, negative, w_text: float, w_image: float, fps: int, device, use_image: bool = True
+    model: UniVGModel, positive, negative, w_text: float, w_image: float, fps: int, device, use_image: bool = True,
+    guidance_from_t: int = 0,
 ):
     """UniVG guidance V = F(0) + w_T (F(T) - F(0)) + w_I (F(I) - F(0)) over this model, with
-    F(0) = (negative text, null image), F(T) = (positive text, null image), F(I) = (negative text, image)."""
+    F(0) = (negative text, null image), F(T) = (positive text, null image), F(I) = (negative text, image);
+    below timestep guidance_from_t the nonzero weights are 1."""
     dtype = model.unet.dtype
     positive_text = text_tokens(positive, "positive", model, device, dtype)
     negative_text = text_tokens(negative, "negative", model, device, dtype)
@@ -58,5 +60,6 @@ def guided_denoiser(
         return unet_call(x, t, text, image_context)
 
     return make_guided_denoiser(
-        interruptible, "multi", conditions, w_text, w_image, guidance_rescale=model.config.guidance_rescale
+        interruptible, "multi", conditions, w_text, w_image, guidance_rescale=model.config.guidance_rescale,
+        guidance_from_t=guidance_from_t,
     )

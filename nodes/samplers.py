@@ -28,6 +28,12 @@ DDIM_FINAL_STEP = (list(FINAL_STEPS), {
                "VideoCrafter / DynamiCrafter repositories do (same video from the same weights); 'clean': it lands "
                "on the clean sample (abar = 1, scale undone)",
 })
+GUIDANCE_FROM_T = ("INT", {
+    "default": 0, "min": 0, "max": 999,
+    "tooltip": "guide (w_T, w_I) only at timesteps t >= this, and use the conditional prediction below it (weights "
+               "1): 'guidance in a limited interval'. 0: at every step, as the paper. With UniVG Mini's animation "
+               "model, 300 keeps colours that full guidance shifts (blue turns purple); see the docs' findings",
+})
 
 
 FPS_INPUT = ("INT", {"default": 0, "min": 0, "max": 60,
@@ -77,7 +83,7 @@ class UniVGBaseSampler:
                                    "tooltip": "video width in pixels, a multiple of 64"})
         inputs["height"] = ("INT", {"default": 320, "min": 64, "max": 2048, "step": 64,
                                     "tooltip": "video height in pixels, a multiple of 64"})
-        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP}}
+        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T}}
 
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("the video's latents, one batch entry per frame (decode with UniVG Video VAE Decode)",)
@@ -88,12 +94,13 @@ class UniVGBaseSampler:
     SEARCH_ALIASES = ["text to video", "image to video", "t2v", "i2v", "video generation", "F_B"]
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, width, height,
-               ddim_final_step="original"):
+               ddim_final_step="original", guidance_from_t=0):
         check_size(width, height)
         inner, device = load_to_device(model)
         if inner.is_animation:
             raise ValueError("this is an animation model (first-frame concat): use UniVG Animation Sampler")
-        denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device)
+        denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,
+                                  guidance_from_t=guidance_from_t)
         alphas_cumprod, scale_arr = inner.schedule_tensors()
         shape = (1, inner.latent_channels, frames, height // 8, width // 8)
         # drawn in the LATENT layout [frames, C, h, w], as core KSampler draws it: the same seed gives both the same noise
@@ -121,7 +128,7 @@ class UniVGAnimationSampler:
             "tooltip": f"where sampling starts (BGN t_n: the first frame's forward process at this timestep); "
                        f"-1: the model's ({bgn.ANIMATION_WINDOW[1]} for UniVG F_A)",
         })
-        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP}}
+        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T}}
 
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("the video's latents, one batch entry per frame; frame 0 is the input image's",)
@@ -132,7 +139,7 @@ class UniVGAnimationSampler:
     SEARCH_ALIASES = ["animate image", "image animation", "first frame", "DynamiCrafter", "F_A"]
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
-               bgn_t_n, ddim_final_step="original"):
+               bgn_t_n, ddim_final_step="original", guidance_from_t=0):
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         height, width = image.shape[1], image.shape[2]
@@ -146,7 +153,8 @@ class UniVGAnimationSampler:
         config = inner.config
         t_n = bgn_t_n if bgn_t_n >= 0 else (config.bgn_t_n if config.bgn_t_n is not None else bgn.ANIMATION_WINDOW[1])
         first = pixels_to_model_latent(vae, image[:1], inner).to(device)[:, :, 0]
-        denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device)
+        denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,
+                                  guidance_from_t=guidance_from_t)
         alphas_cumprod, scale_arr = inner.schedule_tensors()
         with torch.no_grad():
             video = pipelines.animate(

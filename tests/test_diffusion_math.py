@@ -333,3 +333,33 @@ def test_seeded_runs_are_bit_reproducible():
         return ddim_sample(lambda x, t: torch.tanh(x), x, ac, make_timesteps(8), "eps", eta=1.0, generator=g)
 
     assert torch.equal(run(), run())
+
+
+def test_guidance_from_t_guides_only_at_high_noise():
+    """Below guidance_from_t every nonzero weight is 1: the text branch alone for text guidance,
+    text + image - null for both; at and above it, the weights given."""
+    def model(x, t, text, image):
+        shift = text.mean(dim=(1, 2)) + (0 if image is None else image.mean(dim=(1, 2)))
+        return x * 0 + shift.view(-1, 1, 1, 1, 1)
+
+    x = torch.randn(1, 4, 2, 3, 3)
+    conditions = {"null": guidance.Condition(torch.zeros(1, 77, 8), torch.zeros(1, 4, 8)),
+                  "text": guidance.Condition(torch.ones(1, 77, 8), torch.zeros(1, 4, 8)),
+                  "image": guidance.Condition(torch.zeros(1, 77, 8), torch.full((1, 4, 8), 2.0))}
+
+    def at(t, w_text, w_image, from_t):
+        denoise = guidance.make_guided_denoiser(model, "multi", conditions, w_text, w_image, guidance_from_t=from_t)
+        return denoise(x, torch.tensor([t])).flatten()[0].item()
+
+    # null 0, text 1, image 2
+    assert at(500, 7.5, 0.0, 300) == 7.5 and at(300, 7.5, 0.0, 300) == 7.5
+    assert at(299, 7.5, 0.0, 300) == 1.0  # the text branch itself
+    assert at(299, 7.5, 3.0, 300) == 3.0 and at(500, 7.5, 3.0, 300) == 7.5 + 6.0
+    assert at(0, 7.5, 0.0, 0) == 7.5  # 0: guided at every step
+    # below it, CFG gives its cond (here the image's 2), DynamiCrafter's nested form its full branch (the text's 1)
+    for rule, names, conditional in (("cfg", ("uncond", "cond"), 2.0), ("nested", ("null", "image_only", "full"), 1.0)):
+        picked = {name: conditions[key] for name, key in zip(names, ("null", "image", "text"))}
+        below = guidance.make_guided_denoiser(model, rule, picked, 7.5, 3.0, guidance_from_t=300)(x, torch.tensor([10]))
+        assert below.flatten()[0].item() == conditional
+    with pytest.raises(ValueError, match="guidance_from_t"):
+        guidance.make_guided_denoiser(model, "multi", conditions, 7.5, 0.0, guidance_from_t=-1)

@@ -124,3 +124,25 @@ def test_base_sampler_ddim_final_step_choice(host):
     with pytest.raises(ValueError, match="final_step"):
         sampler.sample(model, positive, negative, seed=3, steps=2, text_weight=7.5, image_weight=0.0, frames=2,
                        fps=8, sampler="ddim", width=64, height=64, ddim_final_step="exact")
+
+
+def test_base_sampler_guides_only_from_guidance_from_t(host):
+    """guidance_from_t above every timestep of the run gives the conditional prediction at each
+    step: the video w_T 1 gives; in between, a mix of both."""
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    model, clip, _, _ = loader.load("t2v.safetensors", "fp32")
+    positive = [[clip.encode_from_tokens(clip.tokenize("a red circle")), {}]]
+    negative = [[clip.encode_from_tokens(clip.tokenize("")), {}]]
+    sampler = host.nodes.NODE_CLASS_MAPPINGS["UniVGBaseSampler"]()
+
+    def video(text_weight: float, **optional) -> torch.Tensor:
+        (latent,) = sampler.sample(model, positive, negative, seed=3, steps=3, text_weight=text_weight,
+                                   image_weight=0.0, frames=2, fps=8, sampler="ddim", width=64, height=64, **optional)
+        return latent["samples"]
+
+    guided, conditional = video(7.5), video(1.0)
+    assert (guided - conditional).abs().max() > 1e-3
+    torch.testing.assert_close(video(7.5, guidance_from_t=999), conditional, rtol=0, atol=0)
+    torch.testing.assert_close(video(7.5, guidance_from_t=0), guided, rtol=0, atol=0)
+    mixed = video(7.5, guidance_from_t=500)  # the first of the 3 steps (t = 667) guided, the others not
+    assert not torch.equal(mixed, guided) and not torch.equal(mixed, conditional)

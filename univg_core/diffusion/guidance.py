@@ -100,8 +100,13 @@ def make_guided_denoiser(
     w_text: float = 7.5,
     w_image: float = 0.0,
     guidance_rescale: float = 0.0,
+    guidance_from_t: int = 0,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A denoiser (x_t, t) -> guided model output.
+
+    guidance_from_t: guide only at timesteps t >= this; below it every nonzero weight is 1 (the
+    conditional prediction itself: "guidance in a limited interval", Kynkaanniemi et al. 2024).
+    0: at every step, as the paper.
 
     rules and the conditions they read:
       "cfg":           cond, uncond                  (w_text is the scale)
@@ -122,17 +127,23 @@ def make_guided_denoiser(
     if missing:
         raise ValueError(f"guidance rule {rule!r} needs conditions {names}; missing {missing}")
 
+    if guidance_from_t < 0:
+        raise ValueError(f"guidance_from_t must be a timestep >= 0, got {guidance_from_t}")
+
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         outputs = dict(zip(names, evaluate_conditions(model, x, t, [conditions[n] for n in names])))
+        w_text_now, w_image_now = w_text, w_image
+        if float(t.reshape(-1)[0]) < guidance_from_t:
+            w_text_now, w_image_now = float(w_text != 0), float(w_image != 0)
         if rule == "none":
             return outputs["cond"]
         if rule == "cfg":
-            guided, cond = classifier_free(outputs["uncond"], outputs["cond"], w_text), outputs["cond"]
+            guided, cond = classifier_free(outputs["uncond"], outputs["cond"], w_text_now), outputs["cond"]
         elif rule == "multi":
-            guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"), w_text, w_image)
+            guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"), w_text_now, w_image_now)
             cond = outputs.get("text", outputs.get("image", outputs["null"]))
         else:
-            guided = nested_text_image(outputs["null"], outputs["image_only"], outputs["full"], w_text, w_image)
+            guided = nested_text_image(outputs["null"], outputs["image_only"], outputs["full"], w_text_now, w_image_now)
             cond = outputs["full"]
         return rescale(guided, cond, guidance_rescale)
 

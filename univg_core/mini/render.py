@@ -70,7 +70,7 @@ class MiniRenderer:
         return self._features[key]
 
     def _denoiser(self, model: LoadedCheckpoint, caption: str, text_weight: float, negative: str = "",
-                  image: Optional[np.ndarray] = None, image_weight: float = 0.0):
+                  image: Optional[np.ndarray] = None, image_weight: float = 0.0, guidance_from_t: int = 0):
         """UniVG's multi-condition guidance: F(0) with the empty prompt (and the grey null image
         when an image is given), F(T) with the caption, F(I) with the image."""
         null, text, picture = self.tokens(negative), self.tokens(caption), None
@@ -86,7 +86,7 @@ class MiniRenderer:
                       "image": Condition(null, picture)}
         model_fn = unet_model_fn(model.unet, fs=model.config.unet.default_fs)
         return make_guided_denoiser(model_fn, "multi", conditions, w_text=text_weight, w_image=image_weight,
-                                    guidance_rescale=model.config.guidance_rescale)
+                                    guidance_rescale=model.config.guidance_rescale, guidance_from_t=guidance_from_t)
 
     def encode(self, model: LoadedCheckpoint, pixels: torch.Tensor) -> torch.Tensor:
         """[T, 3, H, W] in [0, 1] -> model latents [T, C, H/8, W/8]."""
@@ -114,14 +114,16 @@ class MiniRenderer:
     @torch.no_grad()
     def animate(self, animation: str | Path, first_frame: np.ndarray, caption: str, seed: int, frames: int = 8,
                 steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
-                sampler: str = "ddim") -> np.ndarray:
+                sampler: str = "ddim", guidance_from_t: int = 0) -> np.ndarray:
         """first_frame: uint8 [H, W, 3]; sampling starts from the BGN condition at t_n (default:
-        the model's window, or 990 for a model trained without BGN)."""
+        the model's window, or 990 for a model trained without BGN); text guidance only at
+        t >= guidance_from_t."""
         model = self.model(animation)
         first_latent = self.encode(model, to_pixels(first_frame[None]))
         t_n = t_n if t_n is not None else (model.config.bgn_t_n or 990)
         t_m = min(model.config.bgn_t_m or 0, t_n - 1)
-        latents = pipelines.animate(self._denoiser(model, caption, text_weight), first_latent, frames,
+        latents = pipelines.animate(self._denoiser(model, caption, text_weight, guidance_from_t=guidance_from_t),
+                                    first_latent, frames,
                                     alphas_cumprod_for(model.config.schedule), model.config.prediction, steps=steps,
                                     t_m=t_m, t_n=t_n, sampler=sampler, generator=torch.Generator().manual_seed(seed))
         return self.decode(model, latents)
