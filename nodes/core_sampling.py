@@ -13,7 +13,7 @@ from ..univg_core.diffusion.samplers import make_timesteps
 from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry, with_extras
 from .latents import encode_images
 from .model import univg_model
-from .samplers import MODEL_TOOLTIP, check_size
+from .samplers import GUIDANCE_FROM_T, MODEL_TOOLTIP, check_size
 
 
 def guidance_branches(positive, negative) -> dict:
@@ -40,8 +40,16 @@ class MultiConditionGuider(comfy.samplers.CFGGuider):
     call (ComfyUI's calc_cond_batch), optionally rescaled to the text branch's std (in the
     model's own eps / v parameterisation, as DynamiCrafter rescales)."""
 
-    def set_weights(self, w_text: float, w_image: float, guidance_rescale: float) -> None:
+    def set_weights(self, w_text: float, w_image: float, guidance_rescale: float, guidance_from_t: int = 0) -> None:
         self.w_text, self.w_image, self.guidance_rescale = w_text, w_image, guidance_rescale
+        self.guidance_from_t = guidance_from_t  # below this timestep every nonzero weight is 1
+
+    def _weights_at(self, sigma: torch.Tensor) -> tuple[float, float]:
+        if self.guidance_from_t:
+            timestep = self.inner_model.model_sampling.timestep(sigma).reshape(-1)[0]
+            if float(timestep) < self.guidance_from_t:
+                return float(self.w_text != 0), float(self.w_image != 0)
+        return self.w_text, self.w_image
 
     def set_conds(self, positive, negative):
         self.inner_set_conds(guidance_branches(positive, negative))
@@ -51,8 +59,9 @@ class MultiConditionGuider(comfy.samplers.CFGGuider):
         names = ["null"] + [name for name in ("text", "image") if name in self.conds and weights[name]]  # 0: not run
         outputs = dict(zip(names, comfy.samplers.calc_cond_batch(
             self.inner_model, [self.conds[name] for name in names], x, timestep, model_options)))
+        w_text, w_image = self._weights_at(timestep)
         guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"),
-                                 self.w_text if "text" in outputs else 0.0, self.w_image if "image" in outputs else 0.0)
+                                 w_text if "text" in outputs else 0.0, w_image if "image" in outputs else 0.0)
         if not self.guidance_rescale:
             return guided
         sampling = self.inner_model.model_sampling
@@ -81,7 +90,8 @@ class UniVGMultiConditionGuider:
                 "guidance_rescale": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.05,
                                                "tooltip": "rescale the guided output to the text branch's std "
                                                           "(DynamiCrafter: 0.7); -1: the model's value"}),
-            }
+            },
+            "optional": {"guidance_from_t": GUIDANCE_FROM_T},
         }
 
     RETURN_TYPES = ("GUIDER",)
@@ -93,13 +103,13 @@ class UniVGMultiConditionGuider:
                    "sigmas drive it.")
     SEARCH_ALIASES = ["multi-condition guidance", "text and image guidance", "guider", "cfg", "UniVG guider"]
 
-    def get_guider(self, model, positive, negative, text_weight, image_weight, guidance_rescale):
+    def get_guider(self, model, positive, negative, text_weight, image_weight, guidance_rescale, guidance_from_t=0):
         inner = univg_model(model)
         if guidance_rescale < 0:
             guidance_rescale = inner.config.guidance_rescale
         guider = MultiConditionGuider(model)
         guider.set_conds(positive, negative)
-        guider.set_weights(text_weight, image_weight, guidance_rescale)
+        guider.set_weights(text_weight, image_weight, guidance_rescale, guidance_from_t)
         return (guider,)
 
 

@@ -153,6 +153,35 @@ def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pa
     assert (image_only - expected).abs().max() > 1e-3  # w_T matters
 
 
+def test_the_guider_guides_only_from_guidance_from_t(pack):
+    """Below guidance_from_t (a timestep; sigma 2 is t ~ 700 on this schedule) the guider's weights
+    are 1: F(T) + F(I) - F(0); at and above it, the weights given."""
+    import comfy.sampler_helpers
+    import comfy.samplers
+
+    from univg_core.diffusion.guidance import multi_condition
+
+    patcher, config = make_patcher(pack, "univg_base")
+    positive, negative = conditionings(pack, config)
+    (guider,) = pack["core_sampling"].UniVGMultiConditionGuider().get_guider(
+        patcher, positive, negative, 6.0, 2.5, 0.0, guidance_from_t=999)
+    x = torch.randn(FRAMES, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 3
+    sigma = torch.full((FRAMES,), 2.0)
+    conds = {name: [entry.copy() for entry in branch] for name, branch in guider.original_conds.items()}
+    guider.inner_model, conds, _ = comfy.sampler_helpers.prepare_sampling(patcher, x.shape, conds, {})
+    patcher.pre_run()
+    guider.conds = comfy.samplers.process_conds(guider.inner_model, x, conds, "cpu", None, None, 0)
+    t = int(guider.inner_model.model_sampling.timestep(sigma[:1]))
+    assert 1 < t < 999
+    outputs = [comfy.samplers.calc_cond_batch(guider.inner_model, [guider.conds[branch]], x, sigma, {})[0]
+               for branch in ("null", "text", "image")]
+    torch.testing.assert_close(guider.predict_noise(x, sigma), multi_condition(*outputs, 1.0, 1.0), rtol=1e-5, atol=1e-5)
+    guider.set_weights(6.0, 2.5, 0.0, t)  # t >= guidance_from_t: guided
+    torch.testing.assert_close(guider.predict_noise(x, sigma), multi_condition(*outputs, 6.0, 2.5), rtol=1e-5, atol=1e-5)
+    guider.set_weights(6.0, 0.0, 0.0, t + 1)  # text only: F(T) itself
+    torch.testing.assert_close(guider.predict_noise(x, sigma), outputs[1], rtol=1e-5, atol=1e-5)
+
+
 def test_the_guider_samples_under_sampler_custom_advanced_with_rescale(pack):
     import comfy.samplers
 
