@@ -112,21 +112,30 @@ def test_core_euler_is_lvdm_ddim_with_scale_arr(pack):
     assert (ignored - ours).abs().max() > 1e-2  # what ignoring scale_arr would cost
 
 
-def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pack):
+def prepared_guider(pack, **optional):
+    """UniVG Multi-Condition Guider (w_T 6, w_I 2.5) on a tiny univg_base, its conditions prepared
+    as a sampler would, and an input x at sigma 2: (guider, x, sigma)."""
     import comfy.sampler_helpers
     import comfy.samplers
 
-    from univg_core.diffusion.guidance import multi_condition
-
     patcher, config = make_patcher(pack, "univg_base")
     positive, negative = conditionings(pack, config)
-    (guider,) = pack["core_sampling"].UniVGMultiConditionGuider().get_guider(patcher, positive, negative, 6.0, 2.5, 0.0)
+    (guider,) = pack["core_sampling"].UniVGMultiConditionGuider().get_guider(
+        patcher, positive, negative, 6.0, 2.5, 0.0, **optional)
     x = torch.randn(FRAMES, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 3
-    sigma = torch.full((FRAMES,), 2.0)
     conds = {name: [entry.copy() for entry in branch] for name, branch in guider.original_conds.items()}
     guider.inner_model, conds, _ = comfy.sampler_helpers.prepare_sampling(patcher, x.shape, conds, {})
     patcher.pre_run()
     guider.conds = comfy.samplers.process_conds(guider.inner_model, x, conds, "cpu", None, None, 0)
+    return guider, x, torch.full((FRAMES,), 2.0)
+
+
+def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pack):
+    import comfy.samplers
+
+    from univg_core.diffusion.guidance import multi_condition
+
+    guider, x, sigma = prepared_guider(pack)
     guided = guider.predict_noise(x, sigma)
     calls = []
     real = guider.inner_model.diffusion_model.forward
@@ -156,21 +165,11 @@ def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pa
 def test_the_guider_guides_only_from_guidance_from_t(pack):
     """Below guidance_from_t (a timestep; sigma 2 is t ~ 700 on this schedule) the guider's weights
     are 1: F(T) + F(I) - F(0); at and above it, the weights given."""
-    import comfy.sampler_helpers
     import comfy.samplers
 
     from univg_core.diffusion.guidance import multi_condition
 
-    patcher, config = make_patcher(pack, "univg_base")
-    positive, negative = conditionings(pack, config)
-    (guider,) = pack["core_sampling"].UniVGMultiConditionGuider().get_guider(
-        patcher, positive, negative, 6.0, 2.5, 0.0, guidance_from_t=999)
-    x = torch.randn(FRAMES, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 3
-    sigma = torch.full((FRAMES,), 2.0)
-    conds = {name: [entry.copy() for entry in branch] for name, branch in guider.original_conds.items()}
-    guider.inner_model, conds, _ = comfy.sampler_helpers.prepare_sampling(patcher, x.shape, conds, {})
-    patcher.pre_run()
-    guider.conds = comfy.samplers.process_conds(guider.inner_model, x, conds, "cpu", None, None, 0)
+    guider, x, sigma = prepared_guider(pack, guidance_from_t=999)
     t = int(guider.inner_model.model_sampling.timestep(sigma[:1]))
     assert 1 < t < 999
     outputs = [comfy.samplers.calc_cond_batch(guider.inner_model, [guider.conds[branch]], x, sigma, {})[0]
