@@ -8,7 +8,7 @@ import torch
 
 import comfy.samplers
 
-from ..univg_core.diffusion.guidance import multi_condition, rescale
+from ..univg_core.diffusion.guidance import multi_condition, rescale, weights_at
 from ..univg_core.diffusion.samplers import make_timesteps
 from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry, with_extras
 from .latents import encode_images
@@ -44,13 +44,6 @@ class MultiConditionGuider(comfy.samplers.CFGGuider):
         self.w_text, self.w_image, self.guidance_rescale = w_text, w_image, guidance_rescale
         self.guidance_from_t = guidance_from_t  # below this timestep every nonzero weight is 1
 
-    def _weights_at(self, sigma: torch.Tensor) -> tuple[float, float]:
-        if self.guidance_from_t:
-            timestep = self.inner_model.model_sampling.timestep(sigma).reshape(-1)[0]
-            if float(timestep) < self.guidance_from_t:
-                return float(self.w_text != 0), float(self.w_image != 0)
-        return self.w_text, self.w_image
-
     def set_conds(self, positive, negative):
         self.inner_set_conds(guidance_branches(positive, negative))
 
@@ -59,7 +52,10 @@ class MultiConditionGuider(comfy.samplers.CFGGuider):
         names = ["null"] + [name for name in ("text", "image") if name in self.conds and weights[name]]  # 0: not run
         outputs = dict(zip(names, comfy.samplers.calc_cond_batch(
             self.inner_model, [self.conds[name] for name in names], x, timestep, model_options)))
-        w_text, w_image = self._weights_at(timestep)
+        w_text, w_image = self.w_text, self.w_image
+        if self.guidance_from_t:
+            t = float(self.inner_model.model_sampling.timestep(timestep).reshape(-1)[0])
+            w_text, w_image = weights_at(t, w_text, w_image, self.guidance_from_t)
         guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"),
                                  w_text if "text" in outputs else 0.0, w_image if "image" in outputs else 0.0)
         if not self.guidance_rescale:

@@ -41,6 +41,15 @@ def nested_text_image(
     return null + w_image * (image_only - null) + w_text * (full - image_only)
 
 
+def weights_at(t: float, w_text: float, w_image: float, guidance_from_t: int) -> tuple[float, float]:
+    """Guidance in a limited interval (Kynkaanniemi et al. 2024): the weights at timestep t are
+    the ones given from guidance_from_t up, and 1 for each nonzero one below it (the conditional
+    prediction itself)."""
+    if t < guidance_from_t:
+        return float(w_text != 0), float(w_image != 0)
+    return w_text, w_image
+
+
 def rescale(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
     """Guidance rescale (Lin et al. 2023): match the per-sample std of the conditional
     prediction, blended by phi (0.7 for DynamiCrafter)."""
@@ -104,9 +113,7 @@ def make_guided_denoiser(
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A denoiser (x_t, t) -> guided model output.
 
-    guidance_from_t: guide only at timesteps t >= this; below it every nonzero weight is 1 (the
-    conditional prediction itself: "guidance in a limited interval", Kynkaanniemi et al. 2024).
-    0: at every step, as the paper.
+    guidance_from_t: guide only at timesteps t >= this (`weights_at`); 0: at every step, as the paper.
 
     rules and the conditions they read:
       "cfg":           cond, uncond                  (w_text is the scale)
@@ -133,8 +140,8 @@ def make_guided_denoiser(
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         outputs = dict(zip(names, evaluate_conditions(model, x, t, [conditions[n] for n in names])))
         w_text_now, w_image_now = w_text, w_image
-        if float(t.reshape(-1)[0]) < guidance_from_t:
-            w_text_now, w_image_now = float(w_text != 0), float(w_image != 0)
+        if guidance_from_t:  # reading t costs a device sync: only when asked
+            w_text_now, w_image_now = weights_at(float(t.reshape(-1)[0]), w_text, w_image, guidance_from_t)
         if rule == "none":
             return outputs["cond"]
         if rule == "cfg":
