@@ -8,7 +8,7 @@ import torch
 
 import comfy.samplers
 
-from ..univg_core.diffusion.guidance import multi_condition, rescale, weights_at
+from ..univg_core.diffusion.guidance import multi_condition, rescale, single_branch, weights_at
 from ..univg_core.diffusion.samplers import make_timesteps
 from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry, with_extras
 from .latents import encode_images
@@ -48,14 +48,19 @@ class MultiConditionGuider(comfy.samplers.CFGGuider):
         self.inner_set_conds(guidance_branches(positive, negative))
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
-        weights = {"text": self.w_text, "image": self.w_image}
-        names = ["null"] + [name for name in ("text", "image") if name in self.conds and weights[name]]  # 0: not run
-        outputs = dict(zip(names, comfy.samplers.calc_cond_batch(
-            self.inner_model, [self.conds[name] for name in names], x, timestep, model_options)))
         w_text, w_image = self.w_text, self.w_image
+        if "image" not in self.conds:
+            w_image = 0.0
         if self.guidance_from_t:
             t = float(self.inner_model.model_sampling.timestep(timestep).reshape(-1)[0])
             w_text, w_image = weights_at(t, w_text, w_image, self.guidance_from_t)
+        only = single_branch("multi", w_text, w_image)
+        if only is not None:  # the guided output is this branch (its own rescale reference): one model call
+            return comfy.samplers.calc_cond_batch(self.inner_model, [self.conds[only]], x, timestep, model_options)[0]
+        weights = {"text": w_text, "image": w_image}
+        names = ["null"] + [name for name in ("text", "image") if weights[name]]  # 0: not run
+        outputs = dict(zip(names, comfy.samplers.calc_cond_batch(
+            self.inner_model, [self.conds[name] for name in names], x, timestep, model_options)))
         guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"),
                                  w_text if "text" in outputs else 0.0, w_image if "image" in outputs else 0.0)
         if not self.guidance_rescale:

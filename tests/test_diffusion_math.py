@@ -363,3 +363,31 @@ def test_guidance_from_t_guides_only_at_high_noise():
         assert below.flatten()[0].item() == conditional
     with pytest.raises(ValueError, match="guidance_from_t"):
         guidance.make_guided_denoiser(model, "multi", conditions, 7.5, 0.0, guidance_from_t=-1)
+
+
+def test_weights_that_give_one_branch_run_only_that_branch():
+    """CFG at scale 1, multi-condition guidance at (w_T 1, w_I 0) and below guidance_from_t for
+    text alone equal their conditional prediction: one model call, its output exactly; a mix of
+    branches (or a rescale to another branch) still runs them all."""
+    calls = []
+
+    def model(x, t, text, image):
+        calls.append(x.shape[0])
+        return x * 0 + text.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1) + (0 if image is None else image.mean())
+
+    x = torch.randn(1, 4, 2, 3, 3)
+    text = guidance.Condition(torch.full((1, 77, 8), 3.0))
+    null = guidance.Condition(torch.zeros(1, 77, 8))
+    assert guidance.single_branch("multi", 1.0, 0.0) == "text" and guidance.single_branch("nested", 1, 1) == "full"
+    assert guidance.single_branch("multi", 1.0, 1.0) is None and guidance.single_branch("cfg", 7.5, 0) is None
+
+    def run(rule, conditions, w_text, t=10, **options):
+        calls.clear()
+        out = guidance.make_guided_denoiser(model, rule, conditions, w_text, **options)(x, torch.tensor([t]))
+        return out.flatten()[0].item(), list(calls)
+
+    assert run("multi", {"null": null, "text": text}, 1.0) == (3.0, [1])
+    assert run("cfg", {"uncond": null, "cond": text}, 1.0) == (3.0, [1])
+    assert run("multi", {"null": null, "text": text}, 7.5, guidance_from_t=300) == (3.0, [1])
+    assert run("multi", {"null": null, "text": text}, 7.5, t=300, guidance_from_t=300) == (22.5, [2])
+    assert run("cfg", {"uncond": null, "cond": text}, 0.0, guidance_rescale=0.7)[1] == [2]  # rescaled to cond

@@ -7,6 +7,7 @@ loader code into the native MODEL, sampled by comfy.sample / comfy.samplers."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 
@@ -130,13 +131,9 @@ def prepared_guider(pack, **optional):
     return guider, x, torch.full((FRAMES,), 2.0)
 
 
-def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pack):
-    import comfy.samplers
-
-    from univg_core.diffusion.guidance import multi_condition
-
-    guider, x, sigma = prepared_guider(pack)
-    guided = guider.predict_noise(x, sigma)
+@contextlib.contextmanager
+def counted_model_calls(guider):
+    """The batch size of every UNet call the guider makes inside the block."""
     calls = []
     real = guider.inner_model.diffusion_model.forward
 
@@ -144,18 +141,29 @@ def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pa
         calls.append(args[0].shape[0])
         return real(*args, **kwargs)
 
+    guider.inner_model.diffusion_model.forward = counting
+    try:
+        yield calls
+    finally:
+        guider.inner_model.diffusion_model.forward = real
+
+
+def test_the_guider_equals_univg_multi_condition_guidance_on_the_same_outputs(pack):
+    import comfy.samplers
+
+    from univg_core.diffusion.guidance import multi_condition
+
+    guider, x, sigma = prepared_guider(pack)
+    guided = guider.predict_noise(x, sigma)
     outputs = []
     for branch in ("null", "text", "image"):
         outputs.append(comfy.samplers.calc_cond_batch(guider.inner_model, [guider.conds[branch]], x, sigma, {})[0])
     expected = multi_condition(*outputs, 6.0, 2.5)
     torch.testing.assert_close(guided, expected, rtol=1e-5, atol=1e-5)
-    guider.inner_model.diffusion_model.forward = counting
-    try:
+    with counted_model_calls(guider) as calls:
         guider.predict_noise(x, sigma)
         guider.set_weights(0.0, 2.5, 0.0)
         image_guided = guider.predict_noise(x, sigma)
-    finally:
-        guider.inner_model.diffusion_model.forward = real
     assert calls == [3 * FRAMES, 2 * FRAMES]  # the three branches in one batched call; w_T = 0 skips F(T)
     torch.testing.assert_close(image_guided, multi_condition(*outputs, 0.0, 2.5), rtol=1e-5, atol=1e-5)
     image_only = multi_condition(outputs[0], outputs[1], outputs[2], 0.0, 2.5)
@@ -177,8 +185,10 @@ def test_the_guider_guides_only_from_guidance_from_t(pack):
     torch.testing.assert_close(guider.predict_noise(x, sigma), multi_condition(*outputs, 1.0, 1.0), rtol=1e-5, atol=1e-5)
     guider.set_weights(6.0, 2.5, 0.0, t)  # t >= guidance_from_t: guided
     torch.testing.assert_close(guider.predict_noise(x, sigma), multi_condition(*outputs, 6.0, 2.5), rtol=1e-5, atol=1e-5)
-    guider.set_weights(6.0, 0.0, 0.0, t + 1)  # text only: F(T) itself
-    torch.testing.assert_close(guider.predict_noise(x, sigma), outputs[1], rtol=1e-5, atol=1e-5)
+    guider.set_weights(6.0, 0.0, 0.7, t + 1)  # text only: F(T) itself, in one model call of its branch
+    with counted_model_calls(guider) as calls:
+        torch.testing.assert_close(guider.predict_noise(x, sigma), outputs[1], rtol=1e-5, atol=1e-5)
+    assert calls == [FRAMES]
 
 
 def test_the_guider_samples_under_sampler_custom_advanced_with_rescale(pack):

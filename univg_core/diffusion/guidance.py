@@ -50,6 +50,21 @@ def weights_at(t: float, w_text: float, w_image: float, guidance_from_t: int) ->
     return w_text, w_image
 
 
+def single_branch(rule: str, w_text: float, w_image: float) -> Optional[str]:
+    """The branch a rule's guided output is equal to at these weights (so only it needs the
+    model), or None when it mixes several: CFG at scale 1 is its cond, multi-condition guidance
+    at (w_T 1, w_I 0) is F(T), DynamiCrafter's nested form at (1, 1) is its full branch."""
+    if rule == "none":
+        return "cond"
+    if rule == "cfg":
+        return {1.0: "cond", 0.0: "uncond"}.get(float(w_text))
+    if rule == "multi":
+        return {(0.0, 0.0): "null", (1.0, 0.0): "text", (0.0, 1.0): "image"}.get((float(w_text), float(w_image)))
+    if rule == "nested":
+        return {(0.0, 0.0): "null", (0.0, 1.0): "image_only", (1.0, 1.0): "full"}.get((float(w_text), float(w_image)))
+    return None
+
+
 def rescale(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
     """Guidance rescale (Lin et al. 2023): match the per-sample std of the conditional
     prediction, blended by phi (0.7 for DynamiCrafter)."""
@@ -137,22 +152,24 @@ def make_guided_denoiser(
     if guidance_from_t < 0:
         raise ValueError(f"guidance_from_t must be a timestep >= 0, got {guidance_from_t}")
 
+    # the conditional prediction guidance rescale matches: the text branch, else the image's
+    reference = {"cfg": "cond", "multi": names[1] if len(names) > 1 else "null", "nested": "full", "none": "cond"}[rule]
+
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        outputs = dict(zip(names, evaluate_conditions(model, x, t, [conditions[n] for n in names])))
         w_text_now, w_image_now = w_text, w_image
         if guidance_from_t:  # reading t costs a device sync: only when asked
             w_text_now, w_image_now = weights_at(float(t.reshape(-1)[0]), w_text, w_image, guidance_from_t)
-        if rule == "none":
-            return outputs["cond"]
+        only = single_branch(rule, w_text_now, w_image_now)
+        if only is not None and (only == reference or not guidance_rescale):  # rescaling to itself is the identity
+            return model(x, t, conditions[only].text, conditions[only].image)
+        outputs = dict(zip(names, evaluate_conditions(model, x, t, [conditions[n] for n in names])))
         if rule == "cfg":
-            guided, cond = classifier_free(outputs["uncond"], outputs["cond"], w_text_now), outputs["cond"]
+            guided = classifier_free(outputs["uncond"], outputs["cond"], w_text_now)
         elif rule == "multi":
             guided = multi_condition(outputs["null"], outputs.get("text"), outputs.get("image"), w_text_now, w_image_now)
-            cond = outputs.get("text", outputs.get("image", outputs["null"]))
         else:
             guided = nested_text_image(outputs["null"], outputs["image_only"], outputs["full"], w_text_now, w_image_now)
-            cond = outputs["full"]
-        return rescale(guided, cond, guidance_rescale)
+        return rescale(guided, outputs[reference], guidance_rescale)
 
     return denoise
 
