@@ -17,13 +17,13 @@ from univg_core.mini.render import MiniRenderer, load_mini_vae, to_pixels, to_ui
 from univg_core.mini.train_vae import heldout_psnr
 from univg_core.evaluation.metrics import psnr as _psnr
 from univg_core.evaluation.studies import bicubic_upsample, held_out_specs
-from univg_core.mini.world import BACKGROUNDS, COLOURS, SHAPES, caption_for, make_spec, render
+from univg_core.mini.world import BACKGROUNDS, COLOURS, SHAPES, attribute_grid, caption_for, make_spec, render
 
 ROOT = Path(__file__).resolve().parent.parent
 TOWERS = ROOT / ".cache" / "mini" / "towers"
 BASE = WEIGHTS / "univg_mini_base.safetensors"
 FIRST_FRAME = WEIGHTS / "univg_mini_first_frame.safetensors"
-ANIMATION = WEIGHTS / "univg_mini_animation.safetensors"
+ANIMATION = WEIGHTS / models.ANIMATION_FILE
 SR = WEIGHTS / "univg_mini_sr.safetensors"
 
 # 10 captions (shape, colour, motion, background): every colour, motion, shape and background
@@ -132,13 +132,15 @@ def object_place(found) -> str:
 def two_stage(renderer):
     """The text_to_video_two_stage workflow's route (the paper's text -> image -> F_A): the Mini's
     text-to-image model draws the caption's first frame, F_A animates it with the same caption
-    and seed. (caption, seed) -> (first frame, video)."""
+    and seed, guided from t = 300 as the workflows set up for the Mini do. (caption, seed) -> (first
+    frame, video)."""
     videos = {}
 
     def render(caption: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
         if (caption, seed) not in videos:
             image = renderer.text_to_video(FIRST_FRAME, caption, seed, frames=1)[0]
-            videos[caption, seed] = image, renderer.animate(ANIMATION, image, caption, seed)
+            videos[caption, seed] = image, renderer.animate(ANIMATION, image, caption, seed,
+                                                            guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T)
         return videos[caption, seed]
 
     return render
@@ -148,10 +150,10 @@ def test_the_two_stage_route_starts_where_the_caption_can_move_and_follows_more_
         two_stage, text_to_video):
     """The 20 videos of the F_B test through the two-stage route. The text-to-image model starts
     the object with room for the caption's motion (the world starts every path where it fits: at
-    least 0.4 of the frame ahead) in every one it draws; then F_A moves it. Measured: 13 of 20 in
-    full (colour 16, motion 15), room in 16 of 16, against F_B alone 6 (16, 7); the misses are
-    the 4 blue objects (the VAE: purple or none), the 2 growing ones (drawn small, as the world starts them; F_A does not grow them) and a green
-    triangle F_A sends right."""
+    least 0.4 of the frame ahead) in every one it draws; then F_A moves it. Measured: 15 of 20 in
+    full (colour 18, motion 15), room in 16 of 16, against F_B alone 6 (16, 7); the misses are
+    the 2 blue circles on gray (the VAE: none drawn), the 2 growing squares (drawn small, as the
+    world starts them; F_A does not grow them) and a green triangle F_A sends right."""
     rows, followed, moved, roomy, directed, followed_by_base = [], 0, 0, 0, 0, 0
     for shape, colour, motion, background in CAPTIONS:
         caption = caption_for(shape, colour, motion, background)
@@ -170,8 +172,29 @@ def test_the_two_stage_route_starts_where_the_caption_can_move_and_follows_more_
                                  f"room {roomy}/{directed}")
     print(report)
     assert directed >= 14 and roomy >= directed - 1, report
-    assert followed >= 12 and followed > followed_by_base, report
+    assert followed >= 14 and followed > followed_by_base, report
     assert moved >= 14, report
+
+
+def test_the_two_stage_route_follows_80_percent_of_every_caption_of_the_world(renderer):
+    """Issue 14's text-to-video bar on the fullest fixed list there is: all 225 captions of the world
+    (3 shapes x 5 colours x 3 backgrounds x 5 motions) at seeds 11 and 12, the set the Mini's F_A
+    setting was decided on before any of them was rendered. Measured: 362 of 450 (80.4%; colour 382,
+    motion 382); with the paper's guidance at every step 313. About 10 minutes on 2 cores."""
+    rows, followed = [], 0
+    for seed in (11, 12):
+        for shape, colour, background, motion in attribute_grid():
+            caption = caption_for(shape, colour, motion, background)
+            image = renderer.text_to_video(FIRST_FRAME, caption, seed, frames=1)[0]
+            found = detect(renderer.animate(ANIMATION, image, caption, seed,
+                                            guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T))
+            ok = found.matches(colour=colour, motion=motion)
+            followed += ok
+            if not ok:
+                rows.append(f"{caption!r} seed {seed}: {found.colour} {found.motion}")
+    report = "\n".join(rows) + f"\nfollowed {followed} of 450"
+    print(report)
+    assert followed >= 0.8 * 450, report
 
 
 def test_the_readme_frames_are_what_the_shipped_f_b_renders(text_to_video):
@@ -247,7 +270,8 @@ def test_text_guidance_from_t_300_keeps_the_colour_full_guidance_shifts(renderer
     walks the hue) and still moves the objects the caption's way (measured: 10, 10 and 10)."""
     rows, kept, way, blue = [], 0, 0, []
     for index, (spec, clip, _, found) in enumerate(animations):
-        late = detect(renderer.animate(ANIMATION, clip[0], spec.caption, seed=index, guidance_from_t=300))
+        late = detect(renderer.animate(ANIMATION, clip[0], spec.caption, seed=index,
+                                       guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T))
         kept += late.colour == spec.colour
         way += late.motion == spec.motion
         if spec.colour == "blue":

@@ -47,6 +47,10 @@ def test_animation_gets_the_worlds_example_image_scaled_to_the_minis_size(monkey
     scale = _nodes(workflow, "ImageScale")[0]
     assert (scale["width"], scale["height"]) == (64, 64)
     assert _nodes(workflow, "UniVGAnimationSampler")[0]["fps"] == 8
+    assert _nodes(workflow, "UniVGAnimationSampler")[0]["guidance_from_t"] == 300
+    assert _nodes(_load("animation"), "UniVGAnimationSampler")[0]["guidance_from_t"] == 0  # the paper's, for real models
+    guider = apply_mini(_load("animation_custom_sampler"), "animation_custom_sampler")
+    assert _nodes(guider, "UniVGMultiConditionGuider")[0]["guidance_from_t"] == 300
 
 
 def test_the_two_stage_workflow_draws_one_first_frame_with_the_text_to_image_model_then_animates_it():
@@ -56,6 +60,8 @@ def test_the_two_stage_workflow_draws_one_first_frame_with_the_text_to_image_mod
     (image,), (animation,) = _nodes(workflow, "UniVGBaseSampler"), _nodes(workflow, "UniVGAnimationSampler")
     assert (image["frames"], image["width"], image["height"]) == (1, 64, 64)
     assert animation["frames"] == 12  # a user's frame count is the video's
+    # the Mini's F_A guides from t 300 (models.ANIMATION_GUIDANCE_FROM_T); its text-to-image model at every step
+    assert (animation["guidance_from_t"], image["guidance_from_t"]) == (300, 0)
     assert _nodes(workflow, "ImageFromBatch")[0]["batch_index"] == 0
 
 

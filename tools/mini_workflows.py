@@ -20,12 +20,12 @@ MINI_MODELS = {
     "text_to_video": ("univg_mini_base.safetensors",),
     "image_to_video": ("univg_mini_base_image.safetensors",),
     "text_image_to_video": ("univg_mini_base_image.safetensors",),
-    "animation": ("univg_mini_animation.safetensors",),
+    "animation": (models.ANIMATION_FILE,),
     "base_then_super_resolution": ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"),
     "text_to_video_ksampler": ("univg_mini_base.safetensors",),
-    "animation_custom_sampler": ("univg_mini_animation.safetensors",),
+    "animation_custom_sampler": (models.ANIMATION_FILE,),
     # the paper's text -> image -> F_A route: the Mini's text-to-image model draws one frame
-    "text_to_video_two_stage": ("univg_mini_first_frame.safetensors", "univg_mini_animation.safetensors"),
+    "text_to_video_two_stage": ("univg_mini_first_frame.safetensors", models.ANIMATION_FILE),
 }
 ONE_FRAME_BASE = {"text_to_video_two_stage"}  # workflows whose base sampler draws the first frame alone
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
@@ -64,6 +64,8 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
         apply_video_settings(node, sampler, upscaler)
         if kind == "UniVGBaseSampler" and workflow_name in ONE_FRAME_BASE:
             inputs["frames"] = 1
+        if guides_the_animation_model(kind, files):
+            inputs["guidance_from_t"] = models.ANIMATION_GUIDANCE_FROM_T
         if kind == "CreateVideo":
             inputs["fps"] = float(sampler["fps"])
         elif kind == "LoadImage":
@@ -71,6 +73,12 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
         elif kind == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
             inputs["text"] = prompt if prompt is not None else EXAMPLE_CAPTION
     return workflow
+
+
+def guides_the_animation_model(kind: str, files: tuple[str, ...]) -> bool:
+    """Whether a node of this class, in a workflow that loads `files`, guides the Mini's F_A: every
+    UniVG Animation Sampler, and the Multi-Condition Guider where F_A is the only model."""
+    return kind == "UniVGAnimationSampler" or (kind == "UniVGMultiConditionGuider" and files == (models.ANIMATION_FILE,))
 
 
 def checkpoint_loaders(workflow: dict) -> list[dict]:
