@@ -14,11 +14,12 @@ from tools import queue_batch
 from tools.comfy_host import Server, get_json, interrupt, prepare_base, queue_prompt, status_of, wait_for
 from tools.main_job import example_image
 from tools.progress_watch import ProgressWatcher
+from univg_core.mini import models
 
 pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"steps": 2, "frames": 8, "width": 64, "height": 64}
-MODEL = "univg_mini_base.safetensors"
+MODEL = models.BASE_FILE
 
 
 @pytest.fixture(scope="module")

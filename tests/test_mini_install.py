@@ -19,7 +19,7 @@ def shipped(tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()
     config, unet, image_proj = tiny_models("univg_base")
-    save_checkpoint(weights / "univg_mini_base.safetensors", config, unet, image_proj, metadata=models.companions_metadata())
+    save_checkpoint(weights / models.BASE_FILE, config, unet, image_proj, metadata=models.companions_metadata())
     save_file({k: v.contiguous() for k, v in TinyVAE().state_dict().items()}, str(weights / models.VAE_FILE))
     return weights
 
@@ -34,7 +34,7 @@ def tower_calls(monkeypatch):
 def test_install_copies_the_shipped_files_into_comfyuis_folders(shipped, tmp_path, tower_calls):
     models_dir = tmp_path / "models"
     installed = install_mini.install(models_dir, weights=shipped, log=lambda message: None)
-    assert installed == [models_dir / "univg" / "univg_mini_base.safetensors"]
+    assert installed == [models_dir / "univg" / models.BASE_FILE]
     assert (models_dir / "vae" / models.VAE_FILE).read_bytes() == (shipped / models.VAE_FILE).read_bytes()
     assert tower_calls == [(models_dir / "text_encoders", models_dir / "clip_vision")]
     before = installed[0].stat().st_mtime_ns
@@ -43,7 +43,7 @@ def test_install_copies_the_shipped_files_into_comfyuis_folders(shipped, tmp_pat
 
 
 def test_a_damaged_or_missing_shipped_file_says_how_to_restore_it(shipped, tmp_path, tower_calls):
-    base = shipped / "univg_mini_base.safetensors"
+    base = shipped / models.BASE_FILE
     base.write_bytes(base.read_bytes()[: base.stat().st_size // 2])
     with pytest.raises(install_mini.MiniInstallError, match="univg_mini_base.safetensors is damaged .*git checkout"):
         install_mini.install(tmp_path / "models", weights=shipped)

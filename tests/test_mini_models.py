@@ -21,10 +21,10 @@ from univg_core.mini.world import BACKGROUNDS, COLOURS, SHAPES, attribute_grid, 
 
 ROOT = Path(__file__).resolve().parent.parent
 TOWERS = ROOT / ".cache" / "mini" / "towers"
-BASE = WEIGHTS / "univg_mini_base.safetensors"
-FIRST_FRAME = WEIGHTS / "univg_mini_first_frame.safetensors"
+BASE = WEIGHTS / models.BASE_FILE
+FIRST_FRAME = WEIGHTS / models.FIRST_FRAME_FILE
 ANIMATION = WEIGHTS / models.ANIMATION_FILE
-SR = WEIGHTS / "univg_mini_sr.safetensors"
+SR = WEIGHTS / models.SR_FILE
 
 # 10 captions (shape, colour, motion, background): every colour, motion, shape and background
 CAPTIONS = [
@@ -301,7 +301,7 @@ def test_super_resolution_beats_bicubic_against_the_true_high_resolution_clip(re
     assert np.mean(gains) > 0, rows
 
 
-BASE_IMAGE = WEIGHTS / "univg_mini_base_image.safetensors"
+BASE_IMAGE = WEIGHTS / models.BASE_IMAGE_FILE
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from univg_core.mini.preview import (MINI_LATENT_RGB_BIAS, MINI_LATENT_RGB_FACTORS, MINI_SCALE_FACTOR,
                                      fit_latent_rgb_factors)
+from univg_core.mini.models import VAE_FILE
 from univg_core.mini.tiny_vae import load_tiny_vae
 from univg_core.mini.world import BACKGROUNDS, example_image, make_specs, render
 
@@ -17,7 +18,7 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "univg_core" / "mini" / "weig
 
 
 def test_the_constants_are_the_fit_on_the_shipped_vae():
-    vae = load_tiny_vae(WEIGHTS / "univg_mini_vae.safetensors")
+    vae = load_tiny_vae(WEIGHTS / VAE_FILE)
     factors, bias = fit_latent_rgb_factors(vae, MINI_SCALE_FACTOR)
     np.testing.assert_allclose(factors, MINI_LATENT_RGB_FACTORS, atol=1e-4)
     np.testing.assert_allclose(bias, MINI_LATENT_RGB_BIAS, atol=1e-4)
@@ -35,7 +36,7 @@ def _preview(vae, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 def test_a_preview_tells_backgrounds_apart_and_shows_the_objects_hue():
     """A linear map of a nonlinear VAE's latents is a sketch (mean error 0.17-0.30 on [-1, 1]
     per background): it must order the three backgrounds by brightness and show a red object red."""
-    vae = load_tiny_vae(WEIGHTS / "univg_mini_vae.safetensors")
+    vae = load_tiny_vae(WEIGHTS / VAE_FILE)
     specs = make_specs(30, 5, frames=8)
     brightness = {}
     for background in BACKGROUNDS:

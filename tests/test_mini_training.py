@@ -206,7 +206,7 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
     weights = tmp_path / "weights"
     weights.mkdir()
     config, unet, image_proj = tiny_models("univg_base")
-    save_checkpoint(weights / "univg_mini_base.safetensors", config, unet, image_proj)
+    save_checkpoint(weights / models.BASE_FILE, config, unet, image_proj)
     asked = {}
 
     def silenced_run(options, log):
@@ -226,7 +226,7 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
     assert not any(options.image_tokens for options in asked.values() if options.task == "animation")
     assert asked["base", True].image_tokens and asked["base", True].object_weight == 4.0
     assert {options.object_weight for options in asked.values() if options.task != "base"} == {0.0}
-    assert load_checkpoint(weights / "univg_mini_base_image.safetensors").image_proj is not None
+    assert load_checkpoint(weights / models.BASE_IMAGE_FILE).image_proj is not None
     for name in ("sr", "sr_no_bgn"):
         published = load_checkpoint(weights / f"univg_mini_{name}.safetensors")
         assert published.image_proj is None and not published.config.unet.image_cross_attention

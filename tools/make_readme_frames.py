@@ -50,12 +50,12 @@ def main(argv=None) -> int:
     text_file, _ = towers.write_towers(TOWERS, TOWERS)  # kept when already built
     renderer = MiniRenderer(text_file, WEIGHTS / models.VAE_FILE)
     if args.two_stage:
-        first_frame, animation = WEIGHTS / "univg_mini_first_frame.safetensors", WEIGHTS / models.ANIMATION_FILE
+        first_frame, animation = WEIGHTS / models.FIRST_FRAME_FILE, WEIGHTS / models.ANIMATION_FILE
         grid = frame_rows(lambda caption, seed: renderer.animate(
             animation, renderer.text_to_video(first_frame, caption, seed, frames=1)[0], caption, seed,
             guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T))
     else:
-        base = WEIGHTS / "univg_mini_base.safetensors"
+        base = WEIGHTS / models.BASE_FILE
         grid = frame_rows(lambda caption, seed: renderer.text_to_video(base, caption, seed))
     out = args.out or (TWO_STAGE_OUT if args.two_stage else OUT)
     image = Image.fromarray(grid)

@@ -17,15 +17,15 @@ EXAMPLE_IMAGE = ROOT / "workflows" / EXAMPLE_IMAGE_FILE
 
 # per workflow, the Mini file of each UniVG Checkpoint Loader in the order the workflow lists them
 MINI_MODELS = {
-    "text_to_video": ("univg_mini_base.safetensors",),
-    "image_to_video": ("univg_mini_base_image.safetensors",),
-    "text_image_to_video": ("univg_mini_base_image.safetensors",),
+    "text_to_video": (models.BASE_FILE,),
+    "image_to_video": (models.BASE_IMAGE_FILE,),
+    "text_image_to_video": (models.BASE_IMAGE_FILE,),
     "animation": (models.ANIMATION_FILE,),
-    "base_then_super_resolution": ("univg_mini_base.safetensors", "univg_mini_sr.safetensors"),
-    "text_to_video_ksampler": ("univg_mini_base.safetensors",),
+    "base_then_super_resolution": (models.BASE_FILE, models.SR_FILE),
+    "text_to_video_ksampler": (models.BASE_FILE,),
     "animation_custom_sampler": (models.ANIMATION_FILE,),
     # the paper's text -> image -> F_A route: the Mini's text-to-image model draws one frame
-    "text_to_video_two_stage": ("univg_mini_first_frame.safetensors", models.ANIMATION_FILE),
+    "text_to_video_two_stage": (models.FIRST_FRAME_FILE, models.ANIMATION_FILE),
 }
 ONE_FRAME_BASE = {"text_to_video_two_stage"}  # workflows whose base sampler draws the first frame alone
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}

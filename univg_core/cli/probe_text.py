@@ -34,7 +34,7 @@ ORDER_TIMESTEPS = (300, 600, 900)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m univg_core.cli.probe_text", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=WEIGHTS / "univg_mini_base.safetensors", help="an F_B file")
+    parser.add_argument("--model", type=Path, default=WEIGHTS / models.BASE_FILE, help="an F_B file")
     parser.add_argument("--clips", type=int, default=48, help="held-out clips")
     parser.add_argument("--towers", type=Path, default=ROOT / ".cache" / "mini" / "towers",
                         help="the fixed random towers (rebuilt here from their seed when missing)")

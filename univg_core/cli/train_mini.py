@@ -177,14 +177,11 @@ def stage_base(args) -> None:
     # weights (the shipped file holds the EMA): after the first phase, samples ignored the caption's
     # colour and drew each frame on its own.
     out = (args.work / "experiments" / "univg_mini_base_relpos.safetensors" if variant
-           else args.weights / "univg_mini_base.safetensors")
+           else args.weights / models.BASE_FILE)
     common = dict(image_tokens=False, prediction="v", lr=args.base_lr)
     _train(args, "base", init, "world64", out, args.base_steps, models.SIZE, publish=False, **common)
     _train(args, "base", init, "world64", out, args.base_steps + args.base_ema_steps, models.SIZE,
            ema_decay=args.base_ema, text_dropout=0.1, **common)
-
-
-FIRST_FRAME_FILE = "univg_mini_first_frame.safetensors"
 
 
 def stage_first_frame(args) -> None:
@@ -194,7 +191,7 @@ def stage_first_frame(args) -> None:
     for the caption's motion, which F_B, drawing all frames at once, leaves to the noise. The
     text_to_video_two_stage workflow draws its first frame with it. Text only, written without
     the silenced image branch (2.3 MB less)."""
-    _train(args, "base", _base_file(args), "world64", args.weights / FIRST_FRAME_FILE, args.first_frame_steps,
+    _train(args, "base", _base_file(args), "world64", args.weights / models.FIRST_FRAME_FILE, args.first_frame_steps,
            models.SIZE, text_only=True, frames=1, window_stride=models.FRAMES, batch_size=args.first_frame_batch_size,
            image_tokens=False, prediction="v", text_dropout=0.1, ema_decay=args.base_ema)
 
@@ -206,13 +203,13 @@ def stage_base_image(args) -> None:
     a CPU. The image workflows and the w_T / w_I study use it. The object's latent cells weigh
     more in its loss (--base-image-object-weight): with a plain loss it learnt the frame's
     background, 95% of the cells, and left the object's colour to chance."""
-    _train(args, "base", _base_file(args), IMAGE_SET, args.weights / "univg_mini_base_image.safetensors",
+    _train(args, "base", _base_file(args), IMAGE_SET, args.weights / models.BASE_IMAGE_FILE,
            args.base_image_steps, models.SIZE, image_tokens=True, prediction="v", text_dropout=0.5,
            image_dropout=0.1, object_weight=args.base_image_object_weight)
 
 
 def _base_file(args) -> Path:
-    path = args.weights / "univg_mini_base.safetensors"
+    path = args.weights / models.BASE_FILE
     if not path.is_file():
         raise SystemExit(f"error: {path} is missing: F_A and F_SR fine-tune from F_B; run the base stage first")
     return path

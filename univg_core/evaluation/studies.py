@@ -44,8 +44,9 @@ class MiniFiles:
 
     @classmethod
     def in_folder(cls, folder: Path) -> "MiniFiles":
-        return cls(*(Path(folder) / f"univg_mini_{name}.safetensors" for name in
-                     ("base", "base_image", "animation", "animation_no_bgn", "sr", "sr_no_bgn")))
+        return cls(*(Path(folder) / name for name in
+                     (models.BASE_FILE, models.BASE_IMAGE_FILE, models.ANIMATION_FILE, models.ANIMATION_NO_BGN_FILE,
+                      models.SR_FILE, models.SR_NO_BGN_FILE)))
 
     def require(self, *names: str) -> None:
         missing = [str(getattr(self, name)) for name in names if not getattr(self, name).is_file()]

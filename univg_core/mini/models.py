@@ -26,8 +26,15 @@ from .towers import TEXT_FILE, TEXT_WIDTH, VISION_FILE, VISION_WIDTH
 FRAMES = 8
 SIZE = 64  # pixels of F_B and F_A; F_SR renders twice that
 FPS = 8
+# the shipped files (univg_core/mini/weights/)
 VAE_FILE = "univg_mini_vae.safetensors"
-ANIMATION_FILE = "univg_mini_animation.safetensors"
+BASE_FILE = "univg_mini_base.safetensors"  # F_B, text-to-video
+BASE_IMAGE_FILE = "univg_mini_base_image.safetensors"  # F_B that reads a first frame too
+FIRST_FRAME_FILE = "univg_mini_first_frame.safetensors"  # the text-to-image model of the two-stage route
+ANIMATION_FILE = "univg_mini_animation.safetensors"  # F_A
+SR_FILE = "univg_mini_sr.safetensors"  # F_SR
+ANIMATION_NO_BGN_FILE = "univg_mini_animation_no_bgn.safetensors"  # the ablation's twins
+SR_NO_BGN_FILE = "univg_mini_sr_no_bgn.safetensors"
 # The Mini's F_A guides its text at t >= this only (the samplers' guidance_from_t; w_T 1 below): in the
 # Mini VAE's latents full guidance walks an object's hue (blue -> purple). Decided on a fresh, fixed set
 # (every caption of the world x seeds 11 and 12): the two-stage route followed 362 of 450 captions
