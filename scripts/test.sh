@@ -3,12 +3,30 @@
 # host tests drive (.host/, ignored), and run the whole suite on the CPU.
 # With no arguments it runs in two processes: the suite, then the two-host tests
 # (tests/test_host_versions.py), which start ComfyUI servers and a second in-process suite
-# of their own and need the memory the first process's in-process host holds (24 GB machines).
+# of their own. Each process is measured (tools/peak_rss.py): its time and the peak memory of
+# its largest process are printed at the end, and a peak over UNIVG_TEST_MEMORY_LIMIT_GIB
+# (12) fails the run; the per-file table of each is in .cache/suite_memory/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build_host.sh
 if [ "$#" -gt 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
-.venv/bin/python -m pytest --ignore=tests/test_host_versions.py
-exec .venv/bin/python -m pytest tests/test_host_versions.py
+SUMMARY=.cache/suite_memory/summary.txt
+mkdir -p .cache/suite_memory
+rm -f "$SUMMARY" .cache/suite_memory/*.json
+measured() {
+    local label=$1
+    shift
+    UNIVG_SUITE_MEMORY=".cache/suite_memory/$label.json" .venv/bin/python -m tools.peak_rss --label "$label" \
+        --limit-gib "${UNIVG_TEST_MEMORY_LIMIT_GIB:-12}" --summary "$SUMMARY" -- \
+        .venv/bin/python -m pytest -p tools.suite_memory "$@"
+}
+status=0
+measured suite --ignore=tests/test_host_versions.py || status=$?
+measured two_hosts tests/test_host_versions.py || status=$?
+echo "== where the time and memory went (per test file)"
+.venv/bin/python -m tools.suite_memory report .cache/suite_memory/*.json --slowest 5 || true
+echo "== each pytest process (time, peak memory of its largest process)"
+cat "$SUMMARY"
+exit "$status"
