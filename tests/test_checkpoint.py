@@ -230,11 +230,33 @@ class Payload:
         return (os.system, ("echo pwned",))
 
 
-def test_pickle_that_runs_code_is_refused(tmp_path, good_state):
+@pytest.mark.parametrize("writer", ["torch_zip", "plain_pickle"])
+def test_pickle_that_runs_code_is_refused_naming_what_it_would_call(tmp_path, good_state, writer):
+    import pickle
+
     path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": good_state, "hook": Payload()}, path)
-    with pytest.raises(CheckpointError, match="evil.ckpt: the file holds Python objects that would run code"):
+    payload = {"state_dict": good_state, "hook": Payload()}
+    if writer == "torch_zip":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=4))
+    with pytest.raises(CheckpointError) as refused:
         load_checkpoint(path)
+    message = str(refused.value)
+    assert message.startswith("evil.ckpt: the file holds Python objects that would run code"), message
+    assert f"{os.system.__module__}.system" in message  # posix.system on Linux
+    assert "weights_only" not in message and "False" not in message  # never torch's advice to switch the check off
+
+
+def test_random_bytes_are_not_called_a_dangerous_pickle(tmp_path):
+    path = tmp_path / "noise.ckpt"
+    path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+                     .numpy().tobytes().replace(b"PK", b"pk"))
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert "noise.ckpt: not a PyTorch checkpoint or safetensors file" in message and "neither" in message, message
+    assert "run code" not in message and "weights_only" not in message
 
 
 def test_image_unet_is_rejected(tmp_path):

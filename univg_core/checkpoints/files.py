@@ -4,13 +4,13 @@ and .safetensors, with the "state_dict" / "module" wrappers removed."""
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .layout import CheckpointError, few
+from .pickle_scan import scan_checkpoint
 
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and string metadata of a .ckpt/.pt/.pth (torch zip or legacy pickle, loaded
@@ -29,6 +29,12 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     else:
         state = _read_torch(path, head)
     return _unwrap(state, name), metadata
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> str:
+    """'' when every floating tensor is finite, else which ones hold NaN/inf (one pass)."""
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    return f"{len(bad)} of {len(state)} tensors ({few(bad)})" if bad else ""
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
@@ -50,20 +56,39 @@ def _read_safetensors(path: Path, metadata: dict) -> dict:
 
 
 def _read_torch(path: Path, head: bytes) -> Any:
-    name = path.name
     is_zip = head[:4] == b"PK\x03\x04"
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-    except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
-            raise CheckpointError(
-                f"{name}: the file holds Python objects that would run code when unpickled; only plain "
-                f"tensor checkpoints are loaded (weights_only=True). Found: {str(error).splitlines()[0][:200]}"
-            ) from None
-        raise CheckpointError(f"{name}: not a PyTorch checkpoint (unpickling failed: {error})") from None
     except Exception as error:  # the unpickler raises many kinds on garbage input
-        kind = "truncated or corrupted PyTorch checkpoint" if is_zip else "not a PyTorch checkpoint or safetensors file"
-        raise CheckpointError(f"{name}: {kind}: {str(error).splitlines()[0][:200]}") from None
+        raise CheckpointError(refusal(path, head, error)) from None
+
+
+def refusal(path: Path, head: bytes, error: BaseException) -> str:
+    """What the file is, read from its bytes, when torch's weights-only loader refused it
+    (torch says the same for random bytes and for a pickle that would run code)."""
+    name = path.name
+    report = scan_checkpoint(path)
+    if report.code_running:
+        imports = ", ".join(sorted(set(report.code_running))[:5])
+        return (f"{name}: the file holds Python objects that would run code when unpickled (it imports {imports}); "
+                f"refused: only tensors are loaded from .ckpt files. Use the model's own release file or a "
+                f".safetensors copy")
+    if head[:4] == b"PK\x03\x04":
+        return f"{name}: truncated or corrupted PyTorch checkpoint (a torch zip archive that cannot be read: {_reason(error)})"
+    if not report.is_pickle:
+        return (f"{name}: not a PyTorch checkpoint or safetensors file: neither a torch zip archive, a pickle nor a "
+                f"safetensors header (it starts with bytes {head[:8].hex(' ')})")
+    return f"{name}: not a PyTorch checkpoint (a pickle that does not hold tensors torch can read: {_reason(error)})"
+
+
+def _reason(error: BaseException) -> str:
+    """torch's own words for the failure, without its advice to turn the safety check off."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()
+             and "weights_only" not in line and "Check the documentation" not in line and "file an issue" not in line]
+    return (lines[0] if lines else type(error).__name__)[:200]
 
 
 def _unwrap(state: Any, name: str) -> dict[str, torch.Tensor]:
