@@ -8,7 +8,7 @@ import torch
 
 import comfy.samplers
 
-from ..univg_core.diffusion.guidance import multi_condition, rescale, single_branch, weights_at
+from ..univg_core.diffusion.guidance import multi_condition, require_finite, rescale, single_branch, weights_at
 from ..univg_core.diffusion.samplers import make_timesteps
 from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry, with_extras
 from .latents import encode_images
@@ -105,6 +105,7 @@ class UniVGMultiConditionGuider:
     SEARCH_ALIASES = ["multi-condition guidance", "text and image guidance", "guider", "cfg", "UniVG guider"]
 
     def get_guider(self, model, positive, negative, text_weight, image_weight, guidance_rescale, guidance_from_t=0):
+        require_finite(text_weight=text_weight, image_weight=image_weight, guidance_rescale=guidance_rescale)
         inner = univg_model(model)
         if guidance_rescale < 0:
             guidance_rescale = inner.config.guidance_rescale

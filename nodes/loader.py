@@ -10,10 +10,17 @@ import os
 
 import comfy.clip_vision
 import comfy.sd
-import comfy.utils
 import folder_paths
+import torch
 
-from ..univg_core.checkpoints import COMPANIONS_KEY, CheckpointError, load_checkpoint, split_prefix
+from ..univg_core.checkpoints import (
+    COMPANIONS_KEY,
+    CheckpointError,
+    load_checkpoint,
+    non_finite_tensors,
+    read_state_dict,
+    split_prefix,
+)
 from .model import wrap_in_patcher
 
 log = logging.getLogger("univg")
@@ -59,8 +66,16 @@ def build_clip(text_state: dict):
     )
 
 
+# what ComfyUI's TAESD holds beside the layers; UniVG Mini's VAE file leaves them at their identity
+TAESD_IDENTITY = {"vae_scale": 1.0, "vae_shift": 0.0}
+
+
 def build_vae(vae_state: dict):
-    return comfy.sd.VAE(sd=dict(vae_state))
+    state = dict(vae_state)
+    if "taesd_decoder.1.weight" in state:
+        for key, value in TAESD_IDENTITY.items():
+            state.setdefault(key, torch.tensor(value))
+    return comfy.sd.VAE(sd=state)
 
 
 def build_clip_vision(image_encoder_state: dict):
@@ -80,7 +95,7 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
     own loader from its model folder."""
     named = json.loads(metadata.get(COMPANIONS_KEY, "{}"))
     parts = {}
-    for part, file_name in named.items():
+    for part, file_name in sorted(named.items(), key=lambda item: item[0] != "vae"):  # the small VAE first
         if part not in COMPANION_FOLDERS or (part == "clip_vision" and not want_vision):
             continue
         folder = COMPANION_FOLDERS[part]
@@ -92,7 +107,7 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
                 "`python -m univg_core.cli.install_mini --models <ComfyUI>/models` from the UniVG pack to rebuild it"
             )
         if part == "vae":
-            parts[part] = comfy.sd.VAE(sd=comfy.utils.load_torch_file(path, safe_load=True))
+            parts[part] = build_vae(read_companion(path, part, ckpt_name))
         elif part == "text_encoder":
             parts[part] = comfy.sd.load_clip(
                 [path], embedding_directory=folder_paths.get_folder_paths("embeddings"),
@@ -101,6 +116,23 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
         else:
             parts[part] = comfy.clip_vision.load(path)
     return parts
+
+
+MINI_REBUILD = "`python -m univg_core.cli.install_mini --models <ComfyUI>/models` from the UniVG pack rebuilds it"
+
+
+def read_companion(path: str, part: str, ckpt_name: str) -> dict:
+    """A companion file's tensors, or an error that names the file, its role and the remedy."""
+    role = f"the {part.replace('_', ' ')} of {ckpt_name}"
+    try:
+        state, _ = read_state_dict(path)
+    except CheckpointError as error:
+        raise ValueError(f"UniVG Checkpoint Loader: {role}: {error}; {MINI_REBUILD}") from None
+    damaged = non_finite_tensors(state)
+    if damaged:
+        raise ValueError(f"UniVG Checkpoint Loader: {role}, {os.path.basename(path)}, is damaged: "
+                         f"{damaged} hold NaN/inf; {MINI_REBUILD}")
+    return state
 
 
 class UniVGCheckpointLoader:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..univg_core.diffusion import bgn, pipelines
+from ..univg_core.diffusion.guidance import require_finite
 from ..univg_core.diffusion.samplers import FINAL_STEPS, SAMPLERS
 from .guidance import guided_denoiser
 from .latents import (
@@ -95,6 +96,7 @@ class UniVGBaseSampler:
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, width, height,
                ddim_final_step="original", guidance_from_t=0):
+        require_finite(text_weight=text_weight, image_weight=image_weight)
         check_size(width, height)
         inner, device = load_to_device(model)
         if inner.is_animation:
@@ -140,6 +142,7 @@ class UniVGAnimationSampler:
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
                bgn_t_n, ddim_final_step="original", guidance_from_t=0):
+        require_finite(text_weight=text_weight, image_weight=image_weight)
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         height, width = image.shape[1], image.shape[2]
@@ -209,6 +212,7 @@ class UniVGUpscaler:
 
     def upscale(self, model, vae, positive, negative, seed, width, height, strength, steps, text_weight, fps,
                 tile_frames, tile_size, latent=None, images=None):
+        require_finite(strength=strength, text_weight=text_weight)
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         if latent is None and images is None:

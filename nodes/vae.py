@@ -3,8 +3,21 @@ interrupt. IMAGE batches are frames; LATENT samples are [frames, C, h, w]."""
 
 from __future__ import annotations
 
+import torch
+
 from .latents import decode_latents, encode_images
 from .progress import chunk_progress
+
+
+def check_decoded(images: torch.Tensor) -> None:
+    """Finite latents that decode to NaN/inf, or to one flat value everywhere, mean a damaged VAE:
+    an error, never a black video."""
+    if not torch.isfinite(images).all():
+        raise ValueError("UniVG Video VAE Decode: the VAE turned finite latents into NaN/inf: its weights are "
+                         "damaged or it is not this model's VAE; reload or restore the VAE file")
+    if images.numel() > 1 and bool((images == images.reshape(-1)[0]).all()):
+        raise ValueError(f"UniVG Video VAE Decode: every pixel of every frame decoded to {float(images.reshape(-1)[0]):g}: "
+                         "the VAE's weights are damaged or it is not this model's VAE; reload or restore the VAE file")
 
 
 class UniVGVAEDecode:
@@ -34,7 +47,11 @@ class UniVGVAEDecode:
         latents = samples["samples"]
         if latents.ndim != 4:
             raise ValueError(f"expected LATENT frames [T, C, h, w], got {list(latents.shape)}")
+        if not torch.isfinite(latents).all():
+            raise ValueError("UniVG Video VAE Decode: the latents hold NaN/inf: the node that made them (the sampler) "
+                             "produced them; nothing was decoded")
         images = decode_latents(vae, latents, frames_per_chunk, chunk_progress(latents.shape[0]))
+        check_decoded(images)
         first = samples.get("univg_first_frame")
         if keep_first_frame and first is not None and tuple(first.shape[1:3]) == tuple(images.shape[1:3]):
             images[0] = first[0, :, :, :3].to(images)

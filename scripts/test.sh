@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: set up .venv (CPU torch), build the real ComfyUI hosts the
 # host tests drive (.host/, ignored), and run the whole suite on the CPU.
-# With no arguments it runs in two processes: the suite, then the two-host tests
-# (tests/test_host_versions.py), which start ComfyUI servers and a second in-process suite
-# of their own. Each process is measured (tools/peak_rss.py): its time and the peak memory of
+# With no arguments it runs in five processes: the suite, the in-process host suites in three
+# groups, then the two-host tests (tests/test_host_versions.py), which start ComfyUI servers and
+# a second in-process suite of their own. Each process is measured (tools/peak_rss.py): its time and the peak memory of
 # its largest process are printed at the end, and a peak over UNIVG_TEST_MEMORY_LIMIT_GIB
 # (12) fails the run; the per-file table of each is in .cache/suite_memory/.
 set -euo pipefail
@@ -22,8 +22,23 @@ measured() {
         --limit-gib "${UNIVG_TEST_MEMORY_LIMIT_GIB:-12}" --summary "$SUMMARY" -- \
         .venv/bin/python -m pytest -p tools.suite_memory "$@"
 }
+# the in-process host suites in processes of their own: full-size towers (GB each) loaded by one
+# module are then never under the next module's
+HOST_GROUPS=(
+    "host_nodes:tests/test_host.py tests/test_host_core_sampling.py tests/test_host_fidelity.py"
+    "host_mini:tests/test_host_mini.py tests/test_host_server.py"
+    "host_training:tests/test_host_training.py"
+)
+ignored=(--ignore=tests/test_host_versions.py)
+for group in "${HOST_GROUPS[@]}"; do
+    for file in ${group#*:}; do ignored+=("--ignore=$file"); done
+done
 status=0
-measured suite --ignore=tests/test_host_versions.py || status=$?
+measured suite "${ignored[@]}" || status=$?
+for group in "${HOST_GROUPS[@]}"; do
+    # shellcheck disable=SC2086
+    measured "${group%%:*}" ${group#*:} || status=$?
+done
 measured two_hosts tests/test_host_versions.py || status=$?
 echo "== where the time and memory went (per test file)"
 .venv/bin/python -m tools.suite_memory report .cache/suite_memory/*.json --slowest 5 || true

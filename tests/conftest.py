@@ -157,4 +157,23 @@ def host(tmp_path_factory, checkpoints):
             (base / "models" / "univg" / path.name).symlink_to(path)
     example_image(base / "input" / "univg_example.png")
     Image.new("RGB", (100, 70), (200, 30, 30)).save(base / "input" / "odd_size.png")
-    return InProcessHost(base)
+    _started_hosts.append(InProcessHost(base))
+    return _started_hosts[-1]
+
+
+_started_hosts: list = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_host_between_modules():
+    """After each test module, the in-process host lets go of the models its prompts loaded
+    and the module's fixtures drop theirs: one module's models never sit under the next's."""
+    yield
+    import gc
+
+    from host_harness import release_free_memory
+
+    for started in _started_hosts:
+        started.release()
+    gc.collect()
+    release_free_memory()

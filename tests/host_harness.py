@@ -38,6 +38,16 @@ class Run:
         return ""
 
 
+def release_free_memory() -> None:
+    """Hand glibc's free heap pages back to the system, so the resident set shows what is held."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class InProcessHost:
     def __init__(self, base: Path):
         require_host(VERSION)
@@ -69,6 +79,19 @@ class InProcessHost:
         import folder_paths
 
         return Path(folder_paths.get_output_directory())
+
+    def release(self) -> None:
+        """Drop what earlier prompts left in memory: the executor's cached node outputs (models,
+        CLIP, VAE), ComfyUI's list of loaded models, and the allocator's free pages."""
+        import gc
+
+        import comfy.model_management
+
+        self.executor.reset()
+        comfy.model_management.unload_all_models()
+        gc.collect()
+        comfy.model_management.soft_empty_cache()
+        release_free_memory()
 
     def run(self, api: dict) -> Run:
         prompt_id = uuid.uuid4().hex

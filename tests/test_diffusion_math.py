@@ -391,3 +391,38 @@ def test_weights_that_give_one_branch_run_only_that_branch():
     assert run("multi", {"null": null, "text": text}, 7.5, guidance_from_t=300) == (3.0, [1])
     assert run("multi", {"null": null, "text": text}, 7.5, t=300, guidance_from_t=300) == (22.5, [2])
     assert run("cfg", {"uncond": null, "cond": text}, 0.0, guidance_rescale=0.7)[1] == [2]  # rescaled to cond
+
+
+@pytest.mark.parametrize("name", ["w_text", "w_image", "guidance_rescale"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_guidance_settings_are_refused_by_name(name, value):
+    conditions = {key: guidance.Condition(torch.zeros(1, 2, 3), None) for key in ("null", "text", "image")}
+    with pytest.raises(ValueError, match=f"{name} must be a finite number, got {value}"):
+        guidance.make_guided_denoiser(lambda x, t, text, image: x, "multi", conditions, **{name: value})
+
+
+def _nan_where_text_is_one(x, t, text, image):
+    """A model whose output is NaN exactly for the conditions whose text is all ones."""
+    poisoned = (text.flatten(1) == 1).all(dim=1).view(-1, *([1] * (x.ndim - 1)))
+    return torch.where(poisoned, torch.full_like(x, float("nan")), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_nan_during_sampling_names_its_branch_and_blames_fp16_only_in_fp16(dtype):
+    conditions = {"null": guidance.Condition(torch.zeros(1, 2, 3), None),
+                  "text": guidance.Condition(torch.ones(1, 2, 3), None)}
+    model = lambda x, t, text, image: _nan_where_text_is_one(x, t, text, image).to(dtype)  # noqa: E731
+    denoise = guidance.make_guided_denoiser(model, "multi", conditions, w_text=7.5)
+    ac = schedule.make_alphas_cumprod()
+    with pytest.raises(FloatingPointError) as failed:
+        ddim_sample(denoise, torch.randn(1, 1, 1, 2, 2), ac, make_timesteps(5), "eps")
+    message = str(failed.value)
+    assert "NaN/inf in the text branch of the guidance at step 0" in message, message
+    assert ("fp16 can overflow" in message) == (dtype == torch.float16), message
+
+
+def test_a_nan_already_in_the_input_latent_is_named_as_such():
+    ac = schedule.make_alphas_cumprod()
+    start = torch.full((1, 1, 1, 2, 2), float("nan"))
+    with pytest.raises(FloatingPointError, match="input latent already held NaN/inf at step 0"):
+        ddim_sample(lambda x, t: x, start, ac, make_timesteps(5), "eps")

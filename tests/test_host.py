@@ -247,3 +247,37 @@ def test_wrong_model_for_the_sampler(host, checkpoints):
     api = tiny_api("text_to_video", host, checkpoints)
     api["1"]["inputs"]["ckpt_name"] = checkpoints["univg_animation.safetensors"]
     expect_failure(host, api, "animation model", "UniVG Animation Sampler")
+
+
+@pytest.mark.parametrize("workflow, node_class, field", [
+    ("text_to_video", "UniVGBaseSampler", "text_weight"),
+    ("text_to_video", "UniVGBaseSampler", "image_weight"),  # no image: it would have rendered silently
+    ("animation", "UniVGAnimationSampler", "text_weight"),
+    ("animation_custom_sampler", "UniVGMultiConditionGuider", "image_weight"),
+    ("base_then_super_resolution", "UniVGUpscaler", "strength"),
+])
+def test_a_non_finite_setting_is_refused_by_name_before_sampling(host, checkpoints, workflow, node_class, field):
+    """NaN passes ComfyUI's range check (every comparison with it is false): the node refuses it,
+    naming the input, before any step runs."""
+    api = tiny_api(workflow, host, checkpoints)
+    (node,) = [n for n in api.values() if n["class_type"] == node_class]
+    node["inputs"][field] = float("nan")
+    message = expect_failure(host, api, f"{field} must be a finite number, got nan")
+    assert "fp16" not in message and "step" not in message, message
+
+
+@pytest.mark.parametrize("damage, fragment", [("nan", "turned finite latents into NaN/inf"),
+                                              ("zero", "every pixel of every frame decoded to")])
+def test_a_vae_that_decodes_to_nothing_is_an_error_not_a_black_video(host, checkpoints, damage, fragment):
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    _, _, vae, _ = loader.load(checkpoints["univg_base.safetensors"], "fp32")
+    with torch.no_grad():
+        for parameter in vae.first_stage_model.parameters():
+            parameter.fill_(float("nan") if damage == "nan" else 0.0)
+    decoder = host.nodes.NODE_CLASS_MAPPINGS["UniVGVAEDecode"]()
+    latents = {"samples": torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+    with pytest.raises(ValueError, match=fragment):
+        decoder.decode(latents, vae, 2, True)
+    latents["samples"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="the latents hold NaN/inf"):
+        decoder.decode(latents, vae, 2, True)

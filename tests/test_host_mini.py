@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -57,16 +58,18 @@ def test_comfyuis_core_loaders_read_the_mini_towers_and_encode_as_training_does(
     caption = "a green triangle moving up on a light background"
     with torch.no_grad():
         theirs = clip.encode_from_tokens(clip.tokenize(caption)).float()
+        del clip  # one full-size tower in memory at a time
         ours = load_text_tower({"model." + k: v for k, v in towers.text_tower().items()})(tokenize([caption]))
     assert theirs.shape == ours.shape == (1, 77, 1024)
     torch.testing.assert_close(theirs, ours, rtol=2e-2, atol=2e-2)
-    del clip
     (clip_vision,) = mappings["CLIPVisionLoader"]().load_clip(vision_path.name)
     images = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         theirs = clip_vision.encode_image(images, crop=False)["last_hidden_state"].float()
-        vision = load_vision_tower({"model." + k: v for k, v in towers.vision_tower().items()})
-        ours = vision(images.movedim(-1, 1), preprocess="comfyui")
+        del clip_vision
+        host.release()
+        ours = load_vision_tower({"model." + k: v for k, v in towers.vision_tower().items()})(
+            images.movedim(-1, 1), preprocess="comfyui")
     assert theirs.shape == ours.shape == (1, 257, 1280)
     torch.testing.assert_close(theirs, ours, rtol=2e-2, atol=2e-2)
     # a second call finds the same weights on disk and keeps the files
@@ -104,6 +107,52 @@ def test_the_univg_loader_finds_a_mini_files_parts_in_comfyuis_folders(host, tow
     assert type(vae.first_stage_model).__name__ == "TAESD"
     assert clip.encode_from_tokens(clip.tokenize("a red circle")).shape == (1, 77, 1024)
     assert clip_vision.encode_image(torch.rand(1, 64, 64, 3))["last_hidden_state"].shape == (1, 257, 1280)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled_header", "empty", "random_tensor_bytes"])
+def test_a_damaged_mini_vae_is_named_with_its_role_and_how_to_rebuild_it(host, tower_files, damage, caplog):
+    """The Mini's VAE is a companion file in models/vae: a damaged one is reported with the file,
+    its role and the command that rebuilds it (never a bare SafetensorError, never a black video);
+    a sound one loads without ComfyUI's "Missing VAE keys" warning."""
+    import logging
+
+    from safetensors.torch import save_file
+
+    from univg_core.checkpoints import save_checkpoint
+    from univg_core.mini import models
+    from univg_core.models.unet3d import UNet3D
+    from conftest import tiny_config
+
+    config = tiny_config("univg_base").with_unet(context_dim=1024)
+    save_checkpoint(host.base / "models" / "univg" / "mini_text_only.safetensors", dataclasses.replace(config, image_proj=None),
+                    randomize_(UNet3D(config.unet)), None, metadata=models.companions_metadata())
+    vae_path = host.base / "models" / "vae" / models.VAE_FILE
+    vae_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in randomize_(TinyVAE(), seed=1).state_dict().items()}, str(vae_path))
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    with caplog.at_level(logging.WARNING):
+        loader.load("mini_text_only.safetensors", "fp32")
+    assert not [r for r in caplog.records if "Missing VAE keys" in r.getMessage()], caplog.text
+    data = bytearray(vae_path.read_bytes())
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "garbled_header":
+        data[8:40] = b"\xff" * 32
+    elif damage == "empty":
+        data = bytearray()
+    else:  # the header intact, the tensors' bytes random: NaN and inf among them
+        noise = np.random.default_rng(0).integers(0, 256, len(data) - header_end, dtype=np.uint8)
+        data[header_end:] = noise.tobytes()
+    vae_path.write_bytes(bytes(data))
+    try:
+        with pytest.raises(ValueError) as failed:
+            loader.load("mini_text_only.safetensors", "fp32")
+    finally:
+        vae_path.unlink()
+    message = str(failed.value)
+    assert "the vae of mini_text_only.safetensors" in message and models.VAE_FILE in message, message
+    assert "python -m univg_core.cli.install_mini" in message, message
 
 
 CAPTIONS = [("circle", "red", "right", "dark"), ("square", "blue", "left", "light"), ("triangle", "green", "up", "gray"),

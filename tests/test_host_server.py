@@ -174,3 +174,92 @@ def test_batch_with_images_needs_an_image_node(server, tmp_path, capsys):
     batch = write_lines(tmp_path / "batch.jsonl", [{"prompt": "x", "image": "frame.png"}])
     assert queue_batch.main(["--server", server.url, "--workflow", str(workflow), "--batch", str(batch)]) == 2
     assert "no Load Image titled 'Input image'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bad input, through the server
+
+
+def failure(server, api: dict) -> str:
+    """The message a user sees for a prompt that must fail: its execution error, or the
+    validation error of POST /prompt; and no output file was written."""
+    from tools.comfy_host import PromptRejected
+
+    try:
+        entry = wait_for(server.url, queue_prompt(server.url, api), timeout=900)
+    except PromptRejected as rejected:
+        return json.dumps(rejected.details)
+    status, message = status_of(entry)
+    assert status == "error" and not entry.get("outputs"), (status, message)
+    assert server.alive()
+    return message
+
+
+@pytest.mark.parametrize("field", ["text_weight", "image_weight"])
+def test_a_nan_weight_is_refused_by_name_not_blamed_on_fp16(server, field):
+    """NaN passes ComfyUI's range check; image_weight NaN on a text-only workflow used to render silently."""
+    message = failure(server, t2v(**{field: float("nan")}))
+    assert f"{field} must be a finite number, got nan" in message and "fp16" not in message, message
+
+
+def test_out_of_range_and_unknown_files_are_validation_errors(server):
+    assert "Value 0 smaller than min of 1" in failure(server, t2v(frames=0))
+    traversal = t2v()
+    traversal["1"]["inputs"]["ckpt_name"] = "../../../etc/passwd"
+    assert "Value not in list" in failure(server, traversal)
+
+
+def _checkpoint_named(server, name: str, data: bytes) -> dict:
+    (server.base / "models" / "univg" / name).write_bytes(data)
+    api = t2v()
+    api["1"]["inputs"]["ckpt_name"] = name
+    return api
+
+
+def test_random_bytes_and_code_running_pickles_get_their_true_reason(server):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > pwned.txt",))
+
+    noise = bytes(range(7, 256)) * 64
+    message = failure(server, _checkpoint_named(server, "noise.ckpt", noise))
+    assert "noise.ckpt: not a PyTorch checkpoint or safetensors file" in message and "run code" not in message, message
+    message = failure(server, _checkpoint_named(server, "payload.ckpt", pickle.dumps({"state_dict": Payload()})))
+    assert "payload.ckpt: the file holds Python objects that would run code" in message, message
+    assert f"{os.system.__module__}.system" in message and "weights_only" not in message, message
+    assert not any(server.base.rglob("pwned.txt"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random_tensor_bytes"])
+def test_a_damaged_mini_vae_names_itself_and_the_rebuild_command(server, damage):
+    """A Mini file whose companion VAE (models/vae) is damaged: the error names the VAE, the file it
+    belongs to and how to rebuild it (never a bare SafetensorError, never a black video)."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from univg_core.checkpoints import COMPANIONS_KEY
+
+    name = f"vae_{damage}.safetensors"
+    source = server.base / "models" / "univg" / MODEL
+    with safe_open(str(source), "pt") as reader:
+        tensors = {key: reader.get_tensor(key) for key in reader.keys()}
+        metadata = dict(reader.metadata())
+    companions = json.loads(metadata[COMPANIONS_KEY])
+    companions["vae"] = name
+    save_file(tensors, str(server.base / "models" / "univg" / f"with_{name}"),
+              metadata={**metadata, COMPANIONS_KEY: json.dumps(companions)})
+    data = bytearray((server.base / "models" / "vae" / models.VAE_FILE).read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        start = 8 + int.from_bytes(data[:8], "little")
+        data[start:] = np.random.default_rng(1).integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
+    (server.base / "models" / "vae" / name).write_bytes(bytes(data))
+    api = t2v()
+    api["1"]["inputs"]["ckpt_name"] = f"with_{name}"
+    message = failure(server, api)
+    assert f"the vae of with_{name}" in message and name in message, message
+    assert "python -m univg_core.cli.install_mini" in message, message

@@ -5,6 +5,7 @@ files through ComfyUI)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -176,23 +177,29 @@ def test_the_two_stage_route_starts_where_the_caption_can_move_and_follows_more_
     assert moved >= 14, report
 
 
+# the seeds the route over the world was decided on (11 and 12, before any was rendered); CI renders
+# the first (225 videos); UNIVG_ROUTE_SEEDS=11,12 renders all 450 (docs/developing.md)
+ROUTE_SEEDS = tuple(int(seed) for seed in os.environ.get("UNIVG_ROUTE_SEEDS", "11").split(","))
+
+
 def test_the_two_stage_route_follows_80_percent_of_every_caption_of_the_world(two_stage):
     """Issue 14's text-to-video bar on the fullest fixed list there is: all 225 captions of the world
-    (3 shapes x 5 colours x 3 backgrounds x 5 motions) at seeds 11 and 12, the set the Mini's F_A
-    setting was decided on before any of them was rendered. Measured: 362 of 450 (80.4%; colour 382,
-    motion 382); with the paper's guidance at every step 313. About 10 minutes on 2 cores."""
-    rows, followed = [], 0
-    for seed in (11, 12):
+    (3 shapes x 5 colours x 3 backgrounds x 5 motions) at each of ROUTE_SEEDS, from the two seeds
+    the Mini's F_A setting was decided on before any of them was rendered (docs/developing.md has
+    the measured counts, per seed and for both)."""
+    rows, followed = [], {seed: 0 for seed in ROUTE_SEEDS}
+    for seed in ROUTE_SEEDS:
         for shape, colour, background, motion in attribute_grid():
             caption = caption_for(shape, colour, motion, background)
             found = detect(two_stage(caption, seed)[1])
             ok = found.matches(colour=colour, motion=motion)
-            followed += ok
+            followed[seed] += ok
             if not ok:
                 rows.append(f"{caption!r} seed {seed}: {found.colour} {found.motion}")
-    report = "\n".join(rows) + f"\nfollowed {followed} of 450"
+    videos = 225 * len(ROUTE_SEEDS)
+    report = "\n".join(rows) + f"\nfollowed {sum(followed.values())} of {videos}; per seed {followed}"
     print(report)
-    assert followed >= 0.8 * 450, report
+    assert sum(followed.values()) >= 0.8 * videos, report
 
 
 def test_the_readme_frames_are_what_the_shipped_f_b_renders(text_to_video):

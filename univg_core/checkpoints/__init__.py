@@ -10,7 +10,7 @@ own files, loaded key-for-key with the UNet configuration read from the tensors.
 """
 
 from .detection import infer_family, infer_resampler_config, infer_unet_config
-from .files import read_state_dict
+from .files import non_finite_tensors, read_state_dict
 from .layout import (
     COMPANIONS_KEY,
     IMAGE_ENCODER_PREFIX,
@@ -27,7 +27,7 @@ from .saving import checkpoint_state_dict, config_metadata, save_checkpoint
 
 __all__ = [
     "COMPANIONS_KEY", "IMAGE_ENCODER_PREFIX", "IMAGE_PROJ_PREFIX", "METADATA_CONFIG", "TEXT_PREFIX", "UNET_PREFIX", "VAE_PREFIX",
-    "CheckpointError", "LoadedCheckpoint", "checkpoint_state_dict", "config_metadata", "infer_family",
+    "CheckpointError", "LoadedCheckpoint", "checkpoint_state_dict", "config_metadata", "infer_family", "non_finite_tensors",
     "infer_resampler_config", "infer_unet_config", "load_checkpoint", "read_state_dict", "save_checkpoint",
     "split_prefix",
 ]

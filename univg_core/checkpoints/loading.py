@@ -15,7 +15,7 @@ from ..configs import ModelConfig, ScheduleConfig, UNetConfig
 from ..models.image_proj import Resampler
 from ..models.unet3d import UNet3D
 from .configuration import resolve_config
-from .files import read_state_dict
+from .files import non_finite_tensors, read_state_dict
 from .layout import (
     IMAGE_ENCODER_PREFIX,
     IMAGE_PROJ_PREFIX,
@@ -132,6 +132,9 @@ def load_checkpoint(
     image_proj_state = split_prefix(state, IMAGE_PROJ_PREFIX)
     schedule_state = {key: state[key] for key in SCHEDULE_KEYS if key in state}
     config = resolve_config(unet_state, image_proj_state, schedule_state, metadata, overrides, name)
+    damaged = non_finite_tensors({**unet_state, **image_proj_state, **split_prefix(state, VAE_PREFIX)})
+    if damaged:
+        raise CheckpointError(f"{name}: the file is damaged: {damaged} hold NaN/inf (UNet, image_proj or VAE)")
 
     _check_head_width(config.unet, name)
     unet = _build_strict(lambda: UNet3D(config.unet), _renamed(unet_state), name, "UNet", UNET_PREFIX)

@@ -7,10 +7,18 @@ with F(0) = (null text, null image), F(T) = (text, null image), F(I) = (null tex
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
+
+
+def require_finite(**values: float) -> None:
+    """Refuse NaN and inf settings by name before any sampling (NaN passes every range check)."""
+    for name, value in values.items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be a finite number, got {value}")
 
 
 def classifier_free(uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
@@ -142,6 +150,7 @@ def make_guided_denoiser(
         "nested": ["null", "image_only", "full"],
         "none": ["cond"],
     }
+    require_finite(w_text=w_text, w_image=w_image, guidance_rescale=guidance_rescale)
     if rule not in needed:
         raise ValueError(f"guidance rule must be one of {sorted(needed)}, got {rule!r}")
     names = needed[rule]
@@ -171,6 +180,12 @@ def make_guided_denoiser(
             guided = nested_text_image(outputs["null"], outputs["image_only"], outputs["full"], w_text_now, w_image_now)
         return rescale(guided, outputs[reference], guidance_rescale)
 
+    def non_finite_branches(x: torch.Tensor, t: torch.Tensor) -> list[str]:
+        """Which conditions' model outputs hold NaN/inf at (x, t): asked only after a failure."""
+        outputs = evaluate_conditions(model, x, t, [conditions[n] for n in names])
+        return [name for name, output in zip(names, outputs) if not torch.isfinite(output).all()]
+
+    denoise.non_finite_branches = non_finite_branches
     return denoise
 
 

@@ -45,8 +45,20 @@ class CleanSample:
         """(clean sample, eps) at timestep t; `step` only names the step in a NaN error."""
         output = self.denoise(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
         if not torch.isfinite(output).all():
-            raise FloatingPointError(
-                f"the model returned NaN/inf at step {step} (t={t}); try fp32 or bf16 weights instead of fp16"
-            )
+            raise FloatingPointError(non_finite_message(self.denoise, x, t, step, output.dtype))
         x0, eps = x0_eps_from_output(output, x, self.abar(t), self.prediction)
         return x0 / self.scale(t), eps
+
+
+def non_finite_message(denoise: Denoiser, x: torch.Tensor, t: int, step: int, dtype: torch.dtype) -> str:
+    """Where a NaN/inf appeared, and a remedy only where the evidence points to one."""
+    where = f"at step {step} (t={t}), the model running in {str(dtype).replace('torch.', '')}"
+    if not torch.isfinite(x).all():
+        return f"the sampler's input latent already held NaN/inf {where}: an upstream node or setting made it"
+    branches = getattr(denoise, "non_finite_branches", None)
+    found = branches(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)) if branches else []
+    place = f" in the {', '.join(found)} branch{'es' if len(found) > 1 else ''} of the guidance" if found else ""
+    message = f"the model returned NaN/inf{place} {where}"
+    if dtype == torch.float16:
+        return message + ": fp16 can overflow; load the model with dtype fp32 or bf16"
+    return message + ": the checkpoint's weights or the conditioning hold non-finite values, or the model diverged"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -95,14 +96,13 @@ class TextTower(nn.Module):
         self.transformer = Transformer(config.width, config.layers, config.heads, config.mlp_width)
         self.ln_final = nn.LayerNorm(config.width)
         self.text_projection = nn.Parameter(torch.zeros(config.width, config.width))  # unused: kept for the layout
-        self.register_buffer(
-            "causal_mask", torch.full((config.context, config.context), float("-inf")).triu(1), persistent=False
-        )
 
     @torch.no_grad()
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.token_embedding(tokens) + self.positional_embedding
-        x = self.transformer(x, self.causal_mask.to(x.dtype), stop_before_last=1)
+        positions = x.shape[1]
+        causal_mask = torch.full((positions, positions), float("-inf"), device=x.device, dtype=x.dtype).triu(1)
+        x = self.transformer(x, causal_mask, stop_before_last=1)
         return self.ln_final(x).float()
 
 
@@ -131,10 +131,14 @@ class VisionTower(nn.Module):
         return self.transformer(self.ln_pre(x)).float()
 
 
-def _load(module: nn.Module, state: dict, what: str) -> nn.Module:
+def _load(make: Callable[[], nn.Module], state: dict, what: str) -> nn.Module:
+    """The module built on the meta device and given the state's tensors themselves: no random
+    initialisation to throw away and no second copy of a full-size tower in memory."""
+    with torch.device("meta"):
+        module = make()
     known = set(module.state_dict())
     try:
-        module.load_state_dict({k: v for k, v in state.items() if k in known}, strict=True)
+        module.load_state_dict({k: v for k, v in state.items() if k in known}, strict=True, assign=True)
     except RuntimeError as error:
         raise ClipError(f"{what} weights do not match the OpenCLIP layout: {error}") from None
     return module
@@ -146,7 +150,7 @@ def load_text_tower(state: dict, dtype=torch.float32, device="cpu") -> TextTower
     config = _tower_config(state, "text")
     if not config.vocab:
         raise ClipError("no OpenCLIP text tower in the checkpoint (expected cond_stage_model.model.token_embedding.weight)")
-    tower = _load(TextTower(config), state, "text encoder")
+    tower = _load(lambda: TextTower(config), state, "text encoder")
     return tower.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
@@ -156,7 +160,7 @@ def load_vision_tower(state: dict, dtype=torch.float32, device="cpu") -> VisionT
     config = _tower_config(state, "vision")
     if not config.patch:
         raise ClipError("no OpenCLIP vision tower in the checkpoint (expected embedder.model.visual.conv1.weight)")
-    tower = _load(VisionTower(config), state, "image encoder")
+    tower = _load(lambda: VisionTower(config), state, "image encoder")
     return tower.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
