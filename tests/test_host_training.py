@@ -79,22 +79,31 @@ class TestTrainedSuperResolutionModel:
 def test_training_encoders_match_comfyuis(host, checkpoints):
     """Text: our tower vs ComfyUI's CLIP (CLIPTextEncode's path); image: our vision tower vs
     ComfyUI's CLIP vision `last_hidden_state` (what UniVG Multi-Conditioning hands the model).
-    ComfyUI's encoders are built as the UniVG loader builds them, one full-size tower at a time."""
+    ComfyUI's encoders are built as the UniVG loader builds them, one full-size tower at a time
+    (scripts/test.sh runs this test in a process of its own: ComfyUI keeps about 4 GB after its
+    CPU encode of the vision tower)."""
     import sys
 
     loader_module = sys.modules[type(host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()).__module__]
+    host.release()  # the renders above: their models are not needed here
     loaded = load_checkpoint(Path(checkpoints["folder"]) / "base.safetensors")
+    text_state, vision_state = loaded.text_encoder_state_dict, loaded.image_encoder_state_dict
+    del loaded
     prompt = "a red panda eating bamboo"
-    clip = loader_module.build_clip(loaded.text_encoder_state_dict)
+    ours = load_text_tower(text_state)(tokenize([prompt]))
+    clip = loader_module.build_clip(text_state)
+    del text_state
     theirs = clip.encode_from_tokens(clip.tokenize(prompt))
     del clip
-    ours = load_text_tower(loaded.text_encoder_state_dict)(tokenize([prompt]))
+    host.release()
     assert ours.shape == theirs.shape == (1, 77, 1024)
     torch.testing.assert_close(ours, theirs.float(), rtol=2e-2, atol=2e-2)
     images = torch.rand(2, 80, 96, 3, generator=torch.Generator().manual_seed(0))
-    clip_vision = loader_module.build_clip_vision(loaded.image_encoder_state_dict)
+    ours = load_vision_tower(vision_state)(images.movedim(-1, 1), preprocess="comfyui")  # ours first: then freed
+    clip_vision = loader_module.build_clip_vision(vision_state)
+    del vision_state
     theirs = clip_vision.encode_image(images, crop=False)["last_hidden_state"]
     del clip_vision
-    ours = load_vision_tower(loaded.image_encoder_state_dict)(images.movedim(-1, 1), preprocess="comfyui")
+    host.release()
     assert ours.shape == theirs.shape == (2, 257, 1280)
     torch.testing.assert_close(ours, theirs.float(), rtol=2e-2, atol=2e-2)
