@@ -109,11 +109,13 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
         if part == "vae":
             parts[part] = build_vae(read_companion(path, part, ckpt_name))
         elif part == "text_encoder":
+            check_readable(path, part, ckpt_name)
             parts[part] = comfy.sd.load_clip(
                 [path], embedding_directory=folder_paths.get_folder_paths("embeddings"),
                 clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION,
             )
         else:
+            check_readable(path, part, ckpt_name)
             parts[part] = comfy.clip_vision.load(path)
     return parts
 
@@ -133,6 +135,19 @@ def read_companion(path: str, part: str, ckpt_name: str) -> dict:
         raise ValueError(f"UniVG Checkpoint Loader: {role}, {os.path.basename(path)}, is damaged: "
                          f"{damaged} hold NaN/inf; {MINI_REBUILD}")
     return state
+
+
+def check_readable(path: str, part: str, ckpt_name: str) -> None:
+    """A tower's header and size agree (GB files: not read whole here; ComfyUI's loader reads them)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as reader:
+            reader.keys()
+    except Exception as error:  # noqa: BLE001 - safetensors raises several kinds on a damaged file
+        raise ValueError(f"UniVG Checkpoint Loader: the {part.replace('_', ' ')} of {ckpt_name}: "
+                         f"{os.path.basename(path)}: not a readable .safetensors file (truncated or corrupted?): "
+                         f"{error}; {MINI_REBUILD}") from None
 
 
 class UniVGCheckpointLoader:

@@ -155,6 +155,42 @@ def test_a_damaged_mini_vae_is_named_with_its_role_and_how_to_rebuild_it(host, t
     assert "python -m univg_core.cli.install_mini" in message, message
 
 
+@pytest.mark.parametrize("part, folder", [("text_encoder", "text_encoders"), ("clip_vision", "clip_vision")])
+def test_a_damaged_mini_tower_is_named_with_its_role_and_how_to_rebuild_it(host, tower_files, part, folder):
+    import json as json_module
+
+    from univg_core.checkpoints import COMPANIONS_KEY, save_checkpoint
+    from univg_core.mini import models
+    from univg_core.models.unet3d import UNet3D
+    from univg_core.models.image_proj import Resampler
+    from conftest import tiny_config
+
+    config = tiny_config("univg_base").with_unet(context_dim=1024)
+    config = dataclasses.replace(config, image_proj=dataclasses.replace(config.image_proj, embedding_dim=1280, output_dim=1024))
+    name = f"damaged_{part}.safetensors"
+    companions = json_module.loads(models.companions_metadata()[COMPANIONS_KEY])
+    companions[part] = name
+    save_checkpoint(host.base / "models" / "univg" / f"with_{name}", config, randomize_(UNet3D(config.unet)),
+                    randomize_(Resampler(config.image_proj)), metadata={COMPANIONS_KEY: json_module.dumps(companions)})
+    text_path, vision_path = tower_files
+    with open(text_path if part == "text_encoder" else vision_path, "rb") as source:
+        (host.base / "models" / folder / name).write_bytes(source.read(1 << 20))  # cut at 1 MB
+    from safetensors.torch import save_file
+
+    vae_path = host.base / "models" / "vae" / models.VAE_FILE  # a sound VAE: the tower is what is damaged
+    vae_path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in randomize_(TinyVAE(), seed=1).state_dict().items()}, str(vae_path))
+    loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
+    try:
+        with pytest.raises(ValueError) as failed:
+            loader.load(f"with_{name}", "fp32")
+    finally:
+        vae_path.unlink()
+    message = str(failed.value)
+    assert f"the {part.replace('_', ' ')} of with_{name}" in message and "truncated or corrupted" in message, message
+    assert "python -m univg_core.cli.install_mini" in message, message
+
+
 CAPTIONS = [("circle", "red", "right", "dark"), ("square", "blue", "left", "light"), ("triangle", "green", "up", "gray"),
             ("circle", "yellow", "down", "light"), ("square", "purple", "growing", "dark")]
 
