@@ -86,6 +86,9 @@ def build_clip_vision(image_encoder_state: dict):
     return comfy.clip_vision.load_clipvision_from_sd(visual, prefix="visual.", convert_keys=True)
 
 
+MINI_REBUILD = "`python -m univg_core.cli.install_mini --models <ComfyUI>/models` from the UniVG pack rebuilds it"
+
+
 # a file's parts kept in ComfyUI's own model folders (UniVG Mini's VAE and towers): part -> folder
 COMPANION_FOLDERS = {"vae": "vae", "text_encoder": "text_encoders", "clip_vision": "clip_vision"}
 
@@ -103,8 +106,7 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
         if path is None:
             raise FileNotFoundError(
                 f"{ckpt_name} needs its {part.replace('_', ' ')} {file_name!r} in "
-                f"{os.path.join(folder_paths.models_dir, folder)}; for UniVG Mini run "
-                "`python -m univg_core.cli.install_mini --models <ComfyUI>/models` from the UniVG pack to rebuild it"
+                f"{os.path.join(folder_paths.models_dir, folder)}; for UniVG Mini, {MINI_REBUILD}"
             )
         if part == "vae":
             parts[part] = build_vae(read_companion(path, part, ckpt_name))
@@ -118,9 +120,6 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
             check_readable(path, part, ckpt_name)
             parts[part] = comfy.clip_vision.load(path)
     return parts
-
-
-MINI_REBUILD = "`python -m univg_core.cli.install_mini --models <ComfyUI>/models` from the UniVG pack rebuilds it"
 
 
 def read_companion(path: str, part: str, ckpt_name: str) -> dict:
