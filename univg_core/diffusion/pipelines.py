@@ -97,14 +97,20 @@ def animate(
     scale_arr: Optional[torch.Tensor] = None,
     callback: Optional[Callback] = None,
     final_step: str = "original",
+    noise: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """F_A. `denoise` takes the 2C-channel input [x_t ; first frame repeated] (every guidance
     branch, the unconditional one included, sees the concat). Frame 0 of the result is the
-    input frame's latent exactly, whatever the sampler's last step lands on."""
+    input frame's latent exactly, whatever the sampler's last step lands on. `noise` (shape of
+    the condition, [B, C, frames, h, w]) replaces the draw from `generator`, e.g. one seed per
+    video of a batch."""
     bgn.check_window(t_m, t_n, len(alphas_cumprod))
     _check_steps(steps, t_n + 1)
     condition = first_frame_condition(first_latent, frames)
-    noise = torch.randn(condition.shape, generator=generator, device=condition.device, dtype=condition.dtype)
+    if noise is None:
+        noise = torch.randn(condition.shape, generator=generator, device=condition.device, dtype=condition.dtype)
+    elif noise.shape != condition.shape:
+        raise ValueError(f"noise has shape {list(noise.shape)}, expected the condition's {list(condition.shape)}")
     x = bgn.inference_start(condition, noise, t_n, alphas_cumprod)
     first, first_noise = condition[:, :, :1], noise[:, :, :1]
 

@@ -5,7 +5,7 @@ ComfyUI's loaders. Frames in and out are uint8 [T, H, W, 3]."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -69,19 +69,22 @@ class MiniRenderer:
                 self._features[key] = self._vision(to_pixels(image[None]))
         return self._features[key]
 
-    def _denoiser(self, model: LoadedCheckpoint, caption: str, text_weight: float, negative: str = "",
+    def _denoiser(self, model: LoadedCheckpoint, captions: Sequence[str], text_weight: float, negative: str = "",
                   image: Optional[np.ndarray] = None, image_weight: float = 0.0, guidance_from_t: int = 0):
-        """UniVG's multi-condition guidance: F(0) with the empty prompt (and the grey null image
-        when an image is given), F(T) with the caption, F(I) with the image."""
-        null, text, picture = self.tokens(negative), self.tokens(caption), None
-        null_picture = None
+        """UniVG's multi-condition guidance for a batch of videos, one caption each: F(0) with the
+        empty prompt (and the grey null image when an image is given), F(T) with the caption,
+        F(I) with the image (the same image for every video of the batch)."""
+        batch = len(captions)
+        null = self.tokens(negative).expand(batch, -1, -1)
+        text = torch.cat([self.tokens(caption) for caption in captions])
+        picture = null_picture = None
         if image is not None:
             if model.image_proj is None:
                 raise ValueError(f"{model.path}: this model has no image branch")
             grey = np.full_like(image, 128)
             with torch.no_grad():
-                picture = model.image_proj(self.vision_features(image))
-                null_picture = model.image_proj(self.vision_features(grey))
+                picture = model.image_proj(self.vision_features(image)).expand(batch, -1, -1)
+                null_picture = model.image_proj(self.vision_features(grey)).expand(batch, -1, -1)
         conditions = {"null": Condition(null, null_picture), "text": Condition(text, null_picture),
                       "image": Condition(null, picture)}
         model_fn = unet_model_fn(model.unet, fs=model.config.unet.default_fs)
@@ -96,37 +99,71 @@ class MiniRenderer:
         """[1, C, T, h, w] model latents -> uint8 frames."""
         return to_uint8(self.vae.decode(latents[0].transpose(0, 1) / model.config.schedule.scale_factor))
 
-    @torch.no_grad()
+    def decode_each(self, model: LoadedCheckpoint, latents: torch.Tensor) -> list[np.ndarray]:
+        """[B, C, T, h, w] -> B uint8 videos, decoded one video at a time (as a batch of one is)."""
+        return [self.decode(model, latents[index:index + 1]) for index in range(latents.shape[0])]
+
+    @staticmethod
+    def _seeded_noise(shape: Sequence[int], seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Generator]:
+        """One draw of `shape` (batch 1) per seed, stacked: video i of a batch gets the noise it
+        gets when rendered alone with seeds[i]. Also the first seed's generator after its draw,
+        for a stochastic sampler's later draws (a batch of one continues its own stream)."""
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        return torch.cat([torch.randn(shape, generator=generator) for generator in generators]), generators[0]
+
+    @staticmethod
+    def _check_batch(captions: Sequence[str], seeds: Sequence[int], **others: Sequence) -> None:
+        lengths = {"captions": len(captions), "seeds": len(seeds), **{k: len(v) for k, v in others.items()}}
+        if len(set(lengths.values())) != 1 or not captions:
+            raise ValueError(f"a batch needs one caption and one seed per video (and as many of the rest), got {lengths}")
+
     def text_to_video(self, base: str | Path, caption: str, seed: int, frames: int = 8, size: int = 64,
                       steps: int = 25, text_weight: float = 7.5, image: Optional[np.ndarray] = None,
                       image_weight: float = 0.0) -> np.ndarray:
         """F_B from the caption, and from `image` (uint8 [H, W, 3]) when given, with weights
         w_T = text_weight and w_I = image_weight."""
-        model = self.model(base)
-        shape = (1, model.config.unet.in_channels, frames, size // 8, size // 8)
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-        denoiser = self._denoiser(model, caption, text_weight, image=image, image_weight=image_weight)
-        latents = pipelines.generate(denoiser, shape, alphas_cumprod_for(model.config.schedule),
-                                     model.config.prediction, steps=steps, sampler="ddim",
-                                     spacing=model.config.schedule.timestep_spacing, initial_noise=noise)
-        return self.decode(model, latents)
+        return self.text_to_videos(base, [caption], [seed], frames, size, steps, text_weight, image, image_weight)[0]
 
     @torch.no_grad()
+    def text_to_videos(self, base: str | Path, captions: Sequence[str], seeds: Sequence[int], frames: int = 8,
+                       size: int = 64, steps: int = 25, text_weight: float = 7.5, image: Optional[np.ndarray] = None,
+                       image_weight: float = 0.0) -> list[np.ndarray]:
+        """text_to_video for a batch: video i from captions[i] and seeds[i], sampled together."""
+        self._check_batch(captions, seeds)
+        model = self.model(base)
+        shape = (1, model.config.unet.in_channels, frames, size // 8, size // 8)
+        noise, _ = self._seeded_noise(shape, seeds)
+        denoiser = self._denoiser(model, captions, text_weight, image=image, image_weight=image_weight)
+        latents = pipelines.generate(denoiser, noise.shape, alphas_cumprod_for(model.config.schedule),
+                                     model.config.prediction, steps=steps, sampler="ddim",
+                                     spacing=model.config.schedule.timestep_spacing, initial_noise=noise)
+        return self.decode_each(model, latents)
+
     def animate(self, animation: str | Path, first_frame: np.ndarray, caption: str, seed: int, frames: int = 8,
                 steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
                 sampler: str = "ddim", guidance_from_t: int = 0) -> np.ndarray:
         """first_frame: uint8 [H, W, 3]; sampling starts from the BGN condition at t_n (default:
         the model's window, or 990 for a model trained without BGN); text guidance only at
         t >= guidance_from_t."""
+        return self.animate_many(animation, [first_frame], [caption], [seed], frames, steps, text_weight, t_n,
+                                 sampler, guidance_from_t)[0]
+
+    @torch.no_grad()
+    def animate_many(self, animation: str | Path, first_frames: Sequence[np.ndarray], captions: Sequence[str],
+                     seeds: Sequence[int], frames: int = 8, steps: int = 25, text_weight: float = 7.5,
+                     t_n: Optional[int] = None, sampler: str = "ddim", guidance_from_t: int = 0) -> list[np.ndarray]:
+        """animate for a batch: video i from first_frames[i], captions[i] and seeds[i], sampled together."""
+        self._check_batch(captions, seeds, first_frames=first_frames)
         model = self.model(animation)
-        first_latent = self.encode(model, to_pixels(first_frame[None]))
+        first_latent = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in first_frames])
         t_n = t_n if t_n is not None else (model.config.bgn_t_n or 990)
         t_m = min(model.config.bgn_t_m or 0, t_n - 1)
-        latents = pipelines.animate(self._denoiser(model, caption, text_weight, guidance_from_t=guidance_from_t),
+        noise, generator = self._seeded_noise((1, first_latent.shape[1], frames, *first_latent.shape[2:]), seeds)
+        latents = pipelines.animate(self._denoiser(model, captions, text_weight, guidance_from_t=guidance_from_t),
                                     first_latent, frames,
                                     alphas_cumprod_for(model.config.schedule), model.config.prediction, steps=steps,
-                                    t_m=t_m, t_n=t_n, sampler=sampler, generator=torch.Generator().manual_seed(seed))
-        return self.decode(model, latents)
+                                    t_m=t_m, t_n=t_n, sampler=sampler, noise=noise, generator=generator)
+        return self.decode_each(model, latents)
 
     @torch.no_grad()
     def super_resolve(self, sr: str | Path, low_res: np.ndarray, caption: str, seed: int, steps: int = 7,
@@ -135,7 +172,7 @@ class MiniRenderer:
         model = self.model(sr)
         pixels = to_pixels(low_res)
         latents = pipelines.super_resolve(
-            self._denoiser(model, caption, text_weight), lambda frames: self.encode(model, frames), None, pixels,
+            self._denoiser(model, [caption], text_weight), lambda frames: self.encode(model, frames), None, pixels,
             alphas_cumprod_for(model.config.schedule), model.config.prediction, height=2 * pixels.shape[2],
             width=2 * pixels.shape[3], strength=strength, steps=steps, tile=None,
             generator=torch.Generator().manual_seed(seed),
