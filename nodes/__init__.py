@@ -2,6 +2,7 @@
 
 from .conditioning import UniVGConditioning
 from .core_sampling import UniVGBGNSigmas, UniVGFirstFrameConditioning, UniVGMultiConditionGuider
+from .example_image import UniVGExampleImage
 from .loader import UniVGCheckpointLoader, register_folder
 from .samplers import UniVGAnimationSampler, UniVGBaseSampler, UniVGUpscaler
 from .vae import UniVGVAEDecode, UniVGVAEEncode
@@ -19,6 +20,7 @@ NODE_CLASS_MAPPINGS = {
     "UniVGMultiConditionGuider": UniVGMultiConditionGuider,
     "UniVGFirstFrameConditioning": UniVGFirstFrameConditioning,
     "UniVGBGNSigmas": UniVGBGNSigmas,
+    "UniVGExampleImage": UniVGExampleImage,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,4 +34,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "UniVGMultiConditionGuider": "UniVG Multi-Condition Guider",
     "UniVGFirstFrameConditioning": "UniVG First-Frame Conditioning (animation)",
     "UniVGBGNSigmas": "UniVG BGN Sigmas",
+    "UniVGExampleImage": "UniVG Example Image",
 }

@@ -8,6 +8,7 @@ import torch
 
 import comfy.samplers
 
+from ..univg_core.configs import start_timestep
 from ..univg_core.diffusion.guidance import multi_condition, require_finite, rescale, single_branch, weights_at
 from ..univg_core.diffusion.samplers import make_timesteps
 from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry, with_extras
@@ -175,8 +176,8 @@ class UniVGBGNSigmas:
                 "model": ("MODEL", {"tooltip": MODEL_TOOLTIP}),
                 "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "denoising steps from t_n"}),
                 "t_n": ("INT", {"default": -1, "min": -1, "max": 999,
-                                "tooltip": "the BGN start timestep; -1: the model's (990 for F_A, 700 for F_SR, "
-                                           "999 for a model without one)"}),
+                                "tooltip": "the BGN start timestep; -1: the model's (its file's t_n; else 990 for an "
+                                           "animation model, 999 for a base model)"}),
             }
         }
 
@@ -191,7 +192,7 @@ class UniVGBGNSigmas:
     def get_sigmas(self, model, steps, t_n):
         inner = univg_model(model)
         if t_n < 0:
-            t_n = inner.config.bgn_t_n if inner.config.bgn_t_n is not None else inner.config.schedule.timesteps - 1
+            t_n = start_timestep(inner.config)
         if steps > t_n + 1:
             raise ValueError(f"UniVG BGN Sigmas: at most {t_n + 1} steps start at t_n = {t_n}, got {steps}")
         return (bgn_sigmas(model.get_model_object("model_sampling"), steps, t_n),)

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+from pathlib import Path
 
 import comfy.clip_vision
 import comfy.sd
 import folder_paths
 import torch
+from safetensors import SafetensorError
 
 from ..univg_core.checkpoints import (
     COMPANIONS_KEY,
@@ -21,6 +24,8 @@ from ..univg_core.checkpoints import (
     read_state_dict,
     split_prefix,
 )
+from ..univg_core.mini import models as mini_models
+from ..univg_core.mini import towers as mini_towers
 from .model import wrap_in_patcher
 
 log = logging.getLogger("univg")
@@ -32,16 +37,22 @@ OPEN_CHECKPOINTS = (
 
 
 def register_folder() -> None:
+    """models/univg, and after it the pack's own UniVG Mini files (listed without installing
+    anything; a copy in models/univg is found first)."""
     if FOLDER not in folder_paths.folder_names_and_paths:
         folder_paths.folder_names_and_paths[FOLDER] = (
             [os.path.join(folder_paths.models_dir, FOLDER)],
             set(folder_paths.supported_pt_extensions),
         )
+    paths = folder_paths.folder_names_and_paths[FOLDER][0]
+    if str(mini_models.WEIGHTS_DIR) not in paths:
+        paths.append(str(mini_models.WEIGHTS_DIR))
 
 
 def checkpoint_names() -> list[str]:
     names = set(folder_paths.get_filename_list(FOLDER))
     names.update(folder_paths.get_filename_list("checkpoints"))
+    names.discard(mini_models.VAE_FILE)  # the Mini's VAE, beside its UNets: not a checkpoint
     return sorted(names)
 
 
@@ -91,23 +102,18 @@ MINI_REBUILD = "`python -m univg_core.cli.install_mini --models <ComfyUI>/models
 
 # a file's parts kept in ComfyUI's own model folders (UniVG Mini's VAE and towers): part -> folder
 COMPANION_FOLDERS = {"vae": "vae", "text_encoder": "text_encoders", "clip_vision": "clip_vision"}
+MINI_TOWERS = {"text_encoder": mini_towers.TEXT_FILE, "clip_vision": mini_towers.VISION_FILE}
 
 
 def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
     """The parts the file names in its `univg.companions` metadata, each loaded by ComfyUI's
-    own loader from its model folder."""
+    own loader from its model folder (UniVG Mini's: from the pack, or built on first use)."""
     named = json.loads(metadata.get(COMPANIONS_KEY, "{}"))
     parts = {}
     for part, file_name in sorted(named.items(), key=lambda item: item[0] != "vae"):  # the small VAE first
         if part not in COMPANION_FOLDERS or (part == "clip_vision" and not want_vision):
             continue
-        folder = COMPANION_FOLDERS[part]
-        path = folder_paths.get_full_path(folder, file_name)
-        if path is None:
-            raise FileNotFoundError(
-                f"{ckpt_name} needs its {part.replace('_', ' ')} {file_name!r} in "
-                f"{os.path.join(folder_paths.models_dir, folder)}; for UniVG Mini, {MINI_REBUILD}"
-            )
+        path = find_companion(part, file_name, ckpt_name)
         if part == "vae":
             parts[part] = build_vae(read_companion(path, part, ckpt_name))
         elif part == "text_encoder":
@@ -120,6 +126,60 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
             check_readable(path, part, ckpt_name)
             parts[part] = comfy.clip_vision.load(path)
     return parts
+
+
+def find_companion(part: str, file_name: str, ckpt_name: str) -> str:
+    """The companion's path in its ComfyUI folder; else UniVG Mini's VAE from the pack, or its
+    tower built from its seed into that folder; else an error naming the file and where it goes."""
+    folder = COMPANION_FOLDERS[part]
+    path = folder_paths.get_full_path(folder, file_name)
+    if path is not None:
+        return path
+    shipped = mini_models.WEIGHTS_DIR / file_name
+    if part == "vae" and file_name == mini_models.VAE_FILE and shipped.is_file():
+        return str(shipped)
+    if MINI_TOWERS.get(part) == file_name:
+        return build_mini_tower(file_name, Path(folder_paths.get_folder_paths(folder)[0]))
+    raise FileNotFoundError(
+        f"{ckpt_name} needs its {part.replace('_', ' ')} {file_name!r} in "
+        f"{os.path.join(folder_paths.models_dir, folder)}; for UniVG Mini, {MINI_REBUILD}"
+    )
+
+
+def build_mini_tower(file_name: str, folder: Path) -> str:
+    """UniVG Mini's fixed random tower, rebuilt from its seed (nothing downloaded) into the pack's
+    cache and linked into `folder`, with ComfyUI's progress bar; interruptible."""
+    import comfy.model_management
+    import comfy.utils
+
+    needed = mini_towers.tower_file_bytes(file_name)
+    cache = mini_towers.DEFAULT_CACHE
+
+    def no_room(detail: str) -> OSError:
+        return OSError(f"UniVG Mini needs its tower {file_name} ({needed / 1e9:.1f} GB), built from its seed into "
+                       f"{cache} and linked into {folder}, but {detail}; free some space, or {MINI_REBUILD}")
+
+    if not (cache / file_name).is_file():
+        free = shutil.disk_usage(_existing_parent(cache)).free
+        if free < needed * 1.05:
+            raise no_room(f"only {free / 1e9:.1f} GB are free at {_existing_parent(cache)}")
+    log.info("UniVG Mini: building %s from its seed (%.1f GB, nothing downloaded) ...", file_name, needed / 1e9)
+    bar = comfy.utils.ProgressBar(100)
+
+    def progress(done: int, total: int) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(int(100 * done / total), 100)
+
+    try:
+        return str(mini_towers.write_tower(folder, file_name, cache=cache, progress=progress))
+    except (OSError, SafetensorError) as error:
+        raise no_room(f"writing it failed: {error}") from None
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def read_companion(path: str, part: str, ckpt_name: str) -> dict:
@@ -154,7 +214,11 @@ class UniVGCheckpointLoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "ckpt_name": (checkpoint_names(), {"tooltip": f"from models/{FOLDER} or models/checkpoints: {OPEN_CHECKPOINTS}"}),
+                "ckpt_name": (checkpoint_names(), {"tooltip": (
+                    f"from models/{FOLDER} or models/checkpoints: {OPEN_CHECKPOINTS}; univg_mini_* are UniVG Mini, "
+                    "shipped in the pack (64x64, 8 frames, renders on a CPU): on first use its text and vision "
+                    "towers are built from their seed into models/text_encoders and models/clip_vision (about "
+                    "20 s and 2 GB, nothing downloaded)")}),
                 "dtype": (["auto", "fp32", "fp16", "bf16"], {
                     "default": "auto",
                     "tooltip": "the UNet's weight type; auto: bf16 on a GPU that has it, else fp16, fp32 on the CPU"}),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..univg_core.diffusion import bgn, pipelines
+from ..univg_core.configs import ANIMATION_WINDOW, start_timestep
+from ..univg_core.diffusion import pipelines
 from ..univg_core.diffusion.guidance import require_finite
 from ..univg_core.diffusion.samplers import FINAL_STEPS, SAMPLERS
 from .guidance import guided_denoiser
@@ -128,7 +129,7 @@ class UniVGAnimationSampler:
         inputs["bgn_t_n"] = ("INT", {
             "default": -1, "min": -1, "max": 999,
             "tooltip": f"where sampling starts (BGN t_n: the first frame's forward process at this timestep); "
-                       f"-1: the model's ({bgn.ANIMATION_WINDOW[1]} for UniVG F_A)",
+                       f"-1: the model's ({ANIMATION_WINDOW[1]} for UniVG F_A)",
         })
         return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T}}
 
@@ -154,7 +155,7 @@ class UniVGAnimationSampler:
                 f"model ({2 * inner.latent_channels} channels: DynamiCrafter or UniVG F_A)"
             )
         config = inner.config
-        t_n = bgn_t_n if bgn_t_n >= 0 else (config.bgn_t_n if config.bgn_t_n is not None else bgn.ANIMATION_WINDOW[1])
+        t_n = bgn_t_n if bgn_t_n >= 0 else start_timestep(config, "animation")
         first = pixels_to_model_latent(vae, image[:1], inner).to(device)[:, :, 0]
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,
                                   guidance_from_t=guidance_from_t)
@@ -228,7 +229,7 @@ class UniVGUpscaler:
         if inner.is_animation:
             raise ValueError("this is an animation model; the upscaler needs a text-only super-resolution model")
         if strength < 0:
-            t_n = inner.config.bgn_t_n if inner.config.bgn_t_n is not None else bgn.SUPER_RESOLUTION_WINDOW[1]
+            t_n = start_timestep(inner.config, "super_resolution")
             strength = t_n / inner.config.schedule.timesteps
         denoise = guided_denoiser(inner, positive, negative, text_weight, 0.0, fps, device, use_image=False)
         alphas_cumprod, _ = inner.schedule_tensors()

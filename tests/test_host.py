@@ -18,13 +18,14 @@ from tools.workflow_format import api_to_ui, object_info_from_classes, ui_to_api
 
 pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parent.parent
-WORKFLOWS = ROOT / "workflows"
+WORKFLOWS = ROOT / "workflows"  # api/: the API twins the main job and the tests read
+EXAMPLES = ROOT / "example_workflows"  # the drag-in UI files (ComfyUI's Templates menu)
 TINY = {"steps": 3, "frames": 4, "width": 64, "height": 64}
 
 
 def tiny_api(name: str, host, checkpoints: dict) -> dict:
     """A bundled UI workflow converted to the API format, with the test checkpoints and tiny sizes."""
-    ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    ui = json.loads((EXAMPLES / f"{name}.json").read_text())
     api = ui_to_api(ui, object_info_from_classes(host.nodes.NODE_CLASS_MAPPINGS))
     for node in api.values():
         inputs = node["inputs"]
@@ -86,7 +87,7 @@ def test_every_node_registers(host):
     ours = {k for k in mapping if k.startswith("UniVG")}
     assert ours == {"UniVGCheckpointLoader", "UniVGConditioning", "UniVGBaseSampler", "UniVGAnimationSampler",
                     "UniVGUpscaler", "UniVGVAEDecode", "UniVGVAEEncode", "UniVGMultiConditionGuider",
-                    "UniVGFirstFrameConditioning", "UniVGBGNSigmas"}
+                    "UniVGFirstFrameConditioning", "UniVGBGNSigmas", "UniVGExampleImage"}
     for key in ours:
         assert mapping[key].CATEGORY == "UniVG" and names[key].startswith("UniVG")
     loader_files = mapping["UniVGCheckpointLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
@@ -135,14 +136,31 @@ def test_every_bundled_workflow_is_tested():
     assert sorted(path.stem for path in (WORKFLOWS / "api").glob("*.json")) == sorted(BUNDLED)
 
 
+def test_example_workflows_hold_every_bundled_workflow_and_its_mini_variant_with_thumbnails():
+    stems = sorted(path.stem for path in EXAMPLES.glob("*.json"))
+    assert stems == sorted(BUNDLED + [f"univg_mini_{name}" for name in BUNDLED])
+    for stem in stems:
+        with Image.open(EXAMPLES / f"{stem}.jpg") as thumbnail:  # ComfyUI's Templates menu shows it
+            assert thumbnail.size[0] >= 256 and thumbnail.size[1] >= 256
+
+
 @pytest.mark.parametrize("name", BUNDLED)
 def test_ui_workflows_match_their_api_twins(host, name):
+    """example_workflows/NAME.json is the API twin in the UI format; univg_mini_NAME.json is the
+    twin set up for UniVG Mini, and it validates on the host with nothing installed (the Mini's
+    files are listed from the pack, its example image comes from the pack's node)."""
+    from tools.mini_workflows import apply_mini
+
     info = object_info_from_classes(host.nodes.NODE_CLASS_MAPPINGS)
     api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
-    ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
-    assert ui == api_to_ui(api, info), "regenerate the UI file: python -m tools.make_ui_workflows"
-    assert without_meta(ui_to_api(ui, info)) == without_meta(api)
-    assert ui["version"] == 0.4 and ui["links"] and all("widgets_values" in n for n in ui["nodes"])
+    for ui_name, twin in ((name, api), (f"univg_mini_{name}", apply_mini(api, name))):
+        ui = json.loads((EXAMPLES / f"{ui_name}.json").read_text())
+        assert ui == api_to_ui(twin, info), "regenerate the UI files: python -m tools.make_ui_workflows"
+        assert without_meta(ui_to_api(ui, info)) == without_meta(twin)
+        assert ui["version"] == 0.4 and ui["links"] and all("widgets_values" in n for n in ui["nodes"])
+    mini = ui_to_api(json.loads((EXAMPLES / f"univg_mini_{name}.json").read_text()), info)
+    ok, error, _, node_errors = host.loop.run_until_complete(host.execution.validate_prompt("validate", mini, None))
+    assert ok, (error, node_errors)
 
 
 @pytest.mark.parametrize("name", BUNDLED)

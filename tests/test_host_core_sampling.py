@@ -231,6 +231,10 @@ def test_bgn_sigmas_start_at_t_n_on_the_univg_samplers_timesteps(pack):
     sampling = patcher.get_model_object("model_sampling")
     timesteps = [int(sampling.timestep(sigma)) for sigma in sigmas[:-1]]
     assert timesteps == [990, 792, 594, 395, 197] and float(sigmas[-1]) == 0.0
+    # a DynamiCrafter file names no window: it starts where the Animation Sampler starts it
+    dynamicrafter, _ = make_patcher(pack, "dynamicrafter_512")
+    (sigmas,) = pack["core_sampling"].UniVGBGNSigmas().get_sigmas(dynamicrafter, 5, -1)
+    assert int(dynamicrafter.get_model_object("model_sampling").timestep(sigmas[0])) == 990
     with pytest.raises(ValueError, match="at most 11 steps"):
         pack["core_sampling"].UniVGBGNSigmas().get_sigmas(patcher, 12, 10)
 

@@ -18,6 +18,71 @@ from conftest import randomize_
 pytestmark = pytest.mark.host
 
 
+def test_the_mini_is_listed_with_nothing_installed_and_renders_after_the_node_builds_its_towers(host, tmp_path,
+                                                                                                  monkeypatch):
+    """A user who installed only the pack sees UniVG Mini in the loader's list (from the pack's own
+    folder) and renders it from the UI: its VAE is read from the pack, its text and vision towers
+    are built from their seed on first use (into models/text_encoders and models/clip_vision,
+    linked from the pack's cache) with ComfyUI's progress bar. Here every models folder starts
+    empty; the pack's cache holds the vision tower already (built by an earlier render), so the
+    text tower is built from its seed and the vision tower only linked."""
+    import json
+    import os
+
+    import comfy.utils
+    import folder_paths
+    from safetensors.torch import load_file
+
+    from univg_core.cli.install_mini import shipped_unets
+    from univg_core.mini import models, towers
+    from test_host import saved_frames
+    from tools.mini_workflows import apply_mini
+
+    for folder in ("univg", "vae", "text_encoders", "clip_vision"):
+        paths, extensions = folder_paths.folder_names_and_paths[folder]
+        kept = [path for path in paths if path == str(models.WEIGHTS_DIR)]  # the pack's, registered at start
+        monkeypatch.setitem(folder_paths.folder_names_and_paths, folder, ([str(tmp_path / folder), *kept], extensions))
+    (tmp_path / "cache").mkdir()
+    towers.write_tower(tmp_path / "built_before", towers.VISION_FILE)  # the session's cache, built once
+    os.link(towers.DEFAULT_CACHE / towers.VISION_FILE, tmp_path / "cache" / towers.VISION_FILE)
+    loader_module = sys.modules[type(host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()).__module__]
+    monkeypatch.setattr(loader_module.mini_towers, "DEFAULT_CACHE", tmp_path / "cache")  # the pack's own module
+    listed = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
+    assert {path.name for path in shipped_unets()} <= set(listed) and models.VAE_FILE not in listed, listed
+    assert not [path for path in tmp_path.rglob("*.safetensors") if path.parent.name in ("univg", "vae", "text_encoders",
+                                                                                          "clip_vision")]  # listing writes nothing
+
+    progress = []
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, *args, **kwargs: progress.append((value, total)))
+    template = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "api" / "text_to_video.json").read_text())
+    run = host.run(apply_mini(template, "text_to_video", "a red circle moving right on a dark background"))
+    assert run.success, run.error()
+    assert np.stack(saved_frames(host, run)).shape == (8, 64, 64, 3)
+    for folder, name in (("text_encoders", towers.TEXT_FILE), ("clip_vision", towers.VISION_FILE)):
+        built = tmp_path / folder / name
+        assert built.samefile(tmp_path / "cache" / name)  # a link to the pack's cache, not a second copy
+        assert towers.tower_checksum(load_file(str(built))) == towers.PINNED_CHECKSUMS[name]
+    build = [value for value, total in progress if total == 100]  # the text tower's build: one bar rising to 100
+    assert build == sorted(build) and build[-1] == 100 and build.count(100) == 1 and len(build) > 10, progress
+
+
+def test_the_mini_tower_build_says_what_it_needs_when_the_disk_is_full(host, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from univg_core.mini import towers
+
+    loader_module = sys.modules[type(host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()).__module__]
+    monkeypatch.setattr(loader_module.mini_towers, "DEFAULT_CACHE", tmp_path / "cache")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 10**12 - 10**8, 10**8))
+    with pytest.raises(OSError) as failed:
+        loader_module.build_mini_tower(towers.VISION_FILE, tmp_path / "clip_vision")
+    message = str(failed.value)
+    assert towers.VISION_FILE in message and "1.3 GB" in message and "only 0.1 GB are free" in message, message
+    assert "python -m univg_core.cli.install_mini" in message and not (tmp_path / "cache").exists(), message
+
+
 def test_comfyui_loads_the_mini_vae_as_its_own_and_computes_the_same(host):
     import comfy.sd
 
@@ -80,8 +145,9 @@ def test_comfyuis_core_loaders_read_the_mini_towers_and_encode_as_training_does(
 
 def test_the_univg_loader_finds_a_mini_files_parts_in_comfyuis_folders(host, tower_files, tmp_path):
     """A Mini file holds the UNet and Resampler; its metadata names the VAE and towers, which the
-    UniVG Checkpoint Loader loads from models/vae, text_encoders and clip_vision. A missing one
-    is named with the command that rebuilds it."""
+    UniVG Checkpoint Loader loads from models/vae, text_encoders and clip_vision (the Mini's VAE,
+    when models/vae lacks it, from the pack). A missing one the pack does not ship is named with
+    where it goes and the command that rebuilds the Mini's."""
     import dataclasses
 
     from safetensors.torch import save_file
@@ -95,16 +161,28 @@ def test_the_univg_loader_finds_a_mini_files_parts_in_comfyuis_folders(host, tow
     config = tiny_config("univg_base").with_unet(context_dim=1024)  # the towers' widths
     config = dataclasses.replace(config, image_proj=dataclasses.replace(config.image_proj, embedding_dim=1280, output_dim=1024))
     unet, image_proj = UNet3D(config.unet), Resampler(config.image_proj)
-    save_checkpoint(host.base / "models" / "univg" / "mini_like.safetensors", config, unet, image_proj,
-                    metadata=models.companions_metadata())
+    metadata = models.companions_metadata()
+    save_checkpoint(host.base / "models" / "univg" / "mini_like.safetensors", config, unet, image_proj, metadata=metadata)
+    save_checkpoint(host.base / "models" / "univg" / "names_another_vae.safetensors", config, unet, image_proj,
+                    metadata={key: value.replace(models.VAE_FILE, "another_vae.safetensors") for key, value in metadata.items()})
     vae_path = host.base / "models" / "vae" / models.VAE_FILE
     vae_path.parent.mkdir(parents=True, exist_ok=True)
     loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()
-    with pytest.raises(FileNotFoundError, match="univg_mini_vae.safetensors.*python -m univg_core.cli.install_mini"):
-        loader.load("mini_like.safetensors", "fp32")
-    save_file({k: v.contiguous() for k, v in randomize_(TinyVAE(), seed=1).state_dict().items()}, str(vae_path))
+    with pytest.raises(FileNotFoundError, match="another_vae.safetensors.*models/vae.*python -m univg_core.cli.install_mini"):
+        loader.load("names_another_vae.safetensors", "fp32")
+    random_vae = randomize_(TinyVAE(), seed=1)
+    save_file({k: v.contiguous() for k, v in random_vae.state_dict().items()}, str(vae_path))
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     model, clip, vae, clip_vision = loader.load("mini_like.safetensors", "fp32")
     assert type(vae.first_stage_model).__name__ == "TAESD"
+    with torch.no_grad():
+        from_models_folder = vae.decode(latent)
+        torch.testing.assert_close(from_models_folder.reshape(1, 64, 64, 3).float(),
+                                   random_vae.decode(latent).clamp(0, 1).movedim(1, -1), rtol=1e-4, atol=1e-4)
+    vae_path.unlink()  # then the Mini's VAE comes from the pack's own folder
+    with torch.no_grad():
+        from_pack = loader.load("mini_like.safetensors", "fp32")[2].decode(latent)
+    assert from_pack.shape == from_models_folder.shape and not torch.allclose(from_pack, from_models_folder)
     assert clip.encode_from_tokens(clip.tokenize("a red circle")).shape == (1, 77, 1024)
     assert clip_vision.encode_image(torch.rand(1, 64, 64, 3))["last_hidden_state"].shape == (1, 257, 1280)
 
@@ -247,14 +325,12 @@ def test_the_mini_workflow_videos_show_what_the_captions_say(mini_renders):
 
 def _render_mini_workflow(host, name: str, prompt: str):
     import json
-    import shutil
 
     from univg_core.cli.install_mini import install
     from test_host import saved_frames
-    from tools.mini_workflows import EXAMPLE_IMAGE, apply_mini
+    from tools.mini_workflows import apply_mini
 
     install(host.base / "models", log=lambda message: None)
-    shutil.copyfile(EXAMPLE_IMAGE, host.base / "input" / EXAMPLE_IMAGE.name)
     template = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "api" / f"{name}.json").read_text())
     run = host.run(apply_mini(template, name, prompt))
     assert run.success, run.error()

@@ -6,7 +6,6 @@ frames and fps, and the two hosts give the same frames."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from PIL import Image
 
 from test_host import read_mp4
 from tools.comfy_host import HOSTS, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
-from tools.mini_workflows import EXAMPLE_IMAGE, MINI_MODELS, apply_mini
+from tools.mini_workflows import MINI_MODELS, apply_mini
 
 pytestmark = pytest.mark.host
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +36,6 @@ def renders(tmp_path_factory):
             server = Server(prepare_base(tmp_path_factory.mktemp(f"host_{version}"), models=models), version=version)
         except HostError as error:
             pytest.skip(f"ComfyUI {version}: {error} (it needs ../shared/hosts/comfyui-0.8.0.tar.gz)")
-        shutil.copyfile(EXAMPLE_IMAGE, server.base / "input" / EXAMPLE_IMAGE.name)
         results[version] = {}
         with server:
             for name in WORKFLOWS:

@@ -78,9 +78,9 @@ def small_towers(monkeypatch):
     shapes = {"transformer.resblocks.0.mlp.c_fc.weight": (8, 4), "ln_final.weight": (4,)}
     builds = []
 
-    def build(seed):
+    def build(seed, progress=None):
         builds.append(seed)
-        return towers.build_tower(shapes, layers=1, seed=seed)
+        return towers.build_tower(shapes, layers=1, seed=seed, progress=progress)
 
     monkeypatch.setattr(towers, "text_tower", build)
     monkeypatch.setattr(towers, "vision_tower", build)
@@ -122,7 +122,7 @@ def test_a_failed_tower_write_leaves_no_partial_file(monkeypatch, tmp_path):
     import safetensors.torch
 
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    monkeypatch.setattr(towers, "text_tower", lambda seed: {"ln_final.weight": torch.ones(4)})
+    monkeypatch.setattr(towers, "text_tower", lambda seed, progress=None: {"ln_final.weight": torch.ones(4)})
     with pytest.raises(OSError, match="No space left"):
         towers.write_towers(tmp_path / "text", tmp_path / "vision", seed=7, cache=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []

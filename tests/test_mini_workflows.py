@@ -42,7 +42,8 @@ def test_animation_gets_the_worlds_example_image_scaled_to_the_minis_size(monkey
     (tmp_path / "univg_mini_animation.safetensors").write_bytes(b"")
     monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)
     workflow = apply_mini(_load("animation"), "animation", prompt="a blue square moving up on a light background")
-    assert _nodes(workflow, "LoadImage")[0]["image"] == mini_workflows.EXAMPLE_IMAGE_FILE
+    assert not _nodes(workflow, "LoadImage")  # the pack's example image node: nothing to copy by hand
+    assert _nodes(workflow, "UniVGExampleImage")[0]["image"] == mini_workflows.EXAMPLE_IMAGE_FILE
     assert mini_workflows.EXAMPLE_IMAGE.is_file()
     scale = _nodes(workflow, "ImageScale")[0]
     assert (scale["width"], scale["height"]) == (64, 64)

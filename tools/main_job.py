@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
-from .mini_workflows import (EXAMPLE_IMAGE, PROMPT_TITLES, apply_mini, apply_video_settings, checkpoint_loaders,
+from .mini_workflows import (PROMPT_TITLES, apply_mini, apply_video_settings, checkpoint_loaders,
                              mini_models_for)
 from .progress_watch import ProgressWatcher
 
@@ -142,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     base = prepare_base(BASE, models=MODELS, output=OUTPUT)
     if not (base / "input" / "univg_example.png").exists():
         example_image(base / "input" / "univg_example.png")
-    shutil.copyfile(EXAMPLE_IMAGE, base / "input" / EXAMPLE_IMAGE.name)
     print(f"Starting ComfyUI headless (log: {base / 'comfyui.log'}) ...", flush=True)
     try:
         with Server(base) as server:

@@ -68,8 +68,9 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
             inputs["guidance_from_t"] = models.ANIMATION_GUIDANCE_FROM_T
         if kind == "CreateVideo":
             inputs["fps"] = float(sampler["fps"])
-        elif kind == "LoadImage":
-            inputs["image"] = EXAMPLE_IMAGE_FILE
+        elif kind == "LoadImage":  # the pack's own example: nothing to copy into ComfyUI's input folder
+            node["class_type"], node["inputs"] = "UniVGExampleImage", {"image": EXAMPLE_IMAGE_FILE}
+            node["_meta"] = {**node.get("_meta", {}), "title": "UniVG Example Image"}
         elif kind == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
             inputs["text"] = prompt if prompt is not None else EXAMPLE_CAPTION
     return workflow

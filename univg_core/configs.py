@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from .diffusion.bgn import ANIMATION_WINDOW, SUPER_RESOLUTION_WINDOW
+# the paper's Biased Gaussian Noise windows (t_m, t_n), section 3.4 and 4.1
+ANIMATION_WINDOW = (600, 990)
+SUPER_RESOLUTION_WINDOW = (0, 700)
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,31 @@ class ModelConfig:
 
     def with_unet(self, **changes) -> "ModelConfig":
         return replace(self, unet=replace(self.unet, **changes))
+
+    @property
+    def concat_first_frame(self) -> bool:
+        """An animation model: the first frame's latent is concatenated to the input channels."""
+        return self.unet.in_channels > self.unet.out_channels
+
+
+TASKS = ("base", "animation", "super_resolution")
+
+
+def start_timestep(config: ModelConfig, task: Optional[str] = None) -> int:
+    """Where sampling starts for this model, the one rule every node and core path uses: the
+    BGN t_n its file names; else the paper's t_n for its task (animation 990, super-resolution
+    700); else (a base model) the schedule's last timestep, pure noise. `task` None: animation
+    for a model that concatenates the first frame, base otherwise."""
+    task = task or ("animation" if config.concat_first_frame else "base")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if config.bgn_t_n is not None:
+        return config.bgn_t_n
+    if task == "animation":
+        return ANIMATION_WINDOW[1]
+    if task == "super_resolution":
+        return SUPER_RESOLUTION_WINDOW[1]
+    return config.schedule.timesteps - 1
 
 
 _DC_RESAMPLER = ResamplerConfig(video_length=16)

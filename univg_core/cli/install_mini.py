@@ -22,7 +22,7 @@ from ..checkpoints import CheckpointError, load_checkpoint
 from ..files import write_atomically
 from ..mini import models, towers
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "mini" / "weights"
+WEIGHTS = models.WEIGHTS_DIR
 RESTORE = ("restore it with `git checkout -- univg_core/mini/weights` or rebuild it with "
            "`python -m univg_core.cli.train_mini` (see the README)")
 

@@ -26,7 +26,7 @@ from ..mini.train_vae import VAETrainOptions, heldout_psnr, render_pool, train_v
 from ..training.trainer import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[2]
-WEIGHTS = ROOT / "univg_core" / "mini" / "weights"
+WEIGHTS = models.WEIGHTS_DIR
 VAE_FILE = models.VAE_FILE
 JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
 DECODER_VAE_FILE = "vae_decoder.safetensors"

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-ANIMATION_WINDOW = (600, 990)
-SUPER_RESOLUTION_WINDOW = (0, 700)
+from ..configs import ANIMATION_WINDOW, SUPER_RESOLUTION_WINDOW  # noqa: F401  (re-exported: bgn.ANIMATION_WINDOW)
 
 
 def check_window(t_m: int, t_n: int, timesteps: int = 1000) -> None:

@@ -26,7 +26,8 @@ from .towers import TEXT_FILE, TEXT_WIDTH, VISION_FILE, VISION_WIDTH
 FRAMES = 8
 SIZE = 64  # pixels of F_B and F_A; F_SR renders twice that
 FPS = 8
-# the shipped files (univg_core/mini/weights/)
+# the shipped files, in WEIGHTS_DIR
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 VAE_FILE = "univg_mini_vae.safetensors"
 BASE_FILE = "univg_mini_base.safetensors"  # F_B, text-to-video
 BASE_IMAGE_FILE = "univg_mini_base_image.safetensors"  # F_B that reads a first frame too

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..checkpoints import LoadedCheckpoint, load_checkpoint
+from ..configs import start_timestep
 from ..diffusion import pipelines
 from ..diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from ..diffusion.schedule import alphas_cumprod_for
@@ -156,7 +157,7 @@ class MiniRenderer:
         self._check_batch(captions, seeds, first_frames=first_frames)
         model = self.model(animation)
         first_latent = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in first_frames])
-        t_n = t_n if t_n is not None else (model.config.bgn_t_n or 990)
+        t_n = t_n if t_n is not None else start_timestep(model.config, "animation")
         t_m = min(model.config.bgn_t_m or 0, t_n - 1)
         noise, generator = self._seeded_noise((1, first_latent.shape[1], frames, *first_latent.shape[2:]), seeds)
         latents = pipelines.animate(self._denoiser(model, captions, text_weight, guidance_from_t=guidance_from_t),

@@ -109,10 +109,11 @@ def uniform_with_std(count: int, std: float, seed_sequence: np.random.SeedSequen
 
 
 def build_tower(shapes: dict[str, tuple[int, ...]], layers: int, seed: int = TOWERS_SEED,
-                dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+                dtype: torch.dtype = torch.float16, progress=None) -> dict[str, torch.Tensor]:
     """The weights for `shapes`: layer-norm weights 1, biases 0, everything else uniform with
-    OpenCLIP's initialisation scale, made in float32 and rounded once to `dtype`."""
-    tensors = {}
+    OpenCLIP's initialisation scale, made in float32 and rounded once to `dtype`. `progress(done,
+    total)`, when given, is called after each tensor (in values made)."""
+    tensors, total, done = {}, sum(int(np.prod(shape)) for shape in shapes.values()), 0
     for name, shape in shapes.items():
         if _is_norm(name) and name.endswith("weight"):
             tensors[name] = torch.ones(shape, dtype=dtype)
@@ -121,15 +122,30 @@ def build_tower(shapes: dict[str, tuple[int, ...]], layers: int, seed: int = TOW
         else:
             values = uniform_with_std(int(np.prod(shape)), init_std(name, shape, layers), _seed_for(seed, name))
             tensors[name] = torch.from_numpy(values.reshape(shape)).to(dtype)
+        done += int(np.prod(shape))
+        if progress is not None:
+            progress(done, total)
     return tensors
 
 
-def text_tower(prefix: str = "", seed: int = TOWERS_SEED) -> dict[str, torch.Tensor]:
-    return build_tower(text_tower_shapes(prefix), TEXT_LAYERS, seed)
+def text_tower(prefix: str = "", seed: int = TOWERS_SEED, progress=None) -> dict[str, torch.Tensor]:
+    return build_tower(text_tower_shapes(prefix), TEXT_LAYERS, seed, progress=progress)
 
 
-def vision_tower(prefix: str = "visual.", seed: int = TOWERS_SEED) -> dict[str, torch.Tensor]:
-    return build_tower(vision_tower_shapes(prefix), VISION_LAYERS, seed)
+def vision_tower(prefix: str = "visual.", seed: int = TOWERS_SEED, progress=None) -> dict[str, torch.Tensor]:
+    return build_tower(vision_tower_shapes(prefix), VISION_LAYERS, seed, progress=progress)
+
+
+def _builder(name: str):
+    """The tower file's builder and its tensors' shapes (looked up when called)."""
+    if name not in (TEXT_FILE, VISION_FILE):
+        raise ValueError(f"not a UniVG Mini tower: {name!r} (expected {TEXT_FILE} or {VISION_FILE})")
+    return (text_tower, text_tower_shapes) if name == TEXT_FILE else (vision_tower, vision_tower_shapes)
+
+
+def tower_file_bytes(name: str) -> int:
+    """About what the tower's file takes on disk (fp16 tensors; the header is a few kB)."""
+    return 2 * sum(int(np.prod(shape)) for shape in _builder(name)[1]().values())
 
 
 def tower_checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -156,27 +172,33 @@ DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "mini" / "tower
 
 def write_towers(text_folder: str | Path, vision_folder: str | Path, seed: int = TOWERS_SEED,
                  cache: str | Path | None = DEFAULT_CACHE) -> tuple[Path, Path]:
-    """Put both files where ComfyUI's loaders look (models/text_encoders, models/clip_vision).
+    """Put both files where ComfyUI's loaders look (models/text_encoders, models/clip_vision):
+    `write_tower` for each."""
+    return (write_tower(text_folder, TEXT_FILE, seed, cache), write_tower(vision_folder, VISION_FILE, seed, cache))
 
-    They are built once into `cache` and hard-linked from there (a copy only where the two
-    folders are on different file systems), so each models folder costs no disk: the pair is
-    about 2 GB. The cache is checked against the pinned checksums and rebuilt when it differs; a
-    folder's file that is already the cache's is left alone, anything else there is replaced by
-    a link. `cache=None` writes the files directly (kept when they hold the same weights)."""
-    paths = []
-    for folder, name, build in ((text_folder, TEXT_FILE, text_tower), (vision_folder, VISION_FILE, vision_tower)):
-        path = Path(folder) / name
-        if seed == TOWERS_SEED:
-            expected, make = PINNED_CHECKSUMS[name], lambda build=build: build(seed=seed)
-        else:  # built once: for its checksum, and to write if needed
-            tensors = build(seed=seed)
-            expected, make = tower_checksum(tensors), lambda tensors=tensors: tensors
-        source = path if cache is None else Path(cache) / name
-        _write_if_changed(source, make, seed, expected)
-        if not (path.is_file() and path.samefile(source)):
-            _link_or_copy(source, path)
-        paths.append(path)
-    return paths[0], paths[1]
+
+def write_tower(folder: str | Path, name: str, seed: int = TOWERS_SEED, cache: str | Path | None = DEFAULT_CACHE,
+                progress=None) -> Path:
+    """Put the tower `name` (TEXT_FILE or VISION_FILE) into `folder`.
+
+    It is built once into `cache` and hard-linked from there (a copy only where the two folders
+    are on different file systems), so each models folder costs no disk: the pair is about 2 GB.
+    The cache is checked against the pinned checksums and rebuilt when it differs; a folder's
+    file that is already the cache's is left alone, anything else there is replaced by a link.
+    `cache=None` writes the file directly (kept when it holds the same weights). `progress(done,
+    total)` follows the build (not called when the file is already there)."""
+    build = _builder(name)[0]
+    path = Path(folder) / name
+    if seed == TOWERS_SEED:
+        expected, make = PINNED_CHECKSUMS[name], lambda: build(seed=seed, progress=progress)
+    else:  # built once: for its checksum, and to write if needed
+        tensors = build(seed=seed, progress=progress)
+        expected, make = tower_checksum(tensors), lambda: tensors
+    source = path if cache is None else Path(cache) / name
+    _write_if_changed(source, make, seed, expected)
+    if not (path.is_file() and path.samefile(source)):
+        _link_or_copy(source, path)
+    return path
 
 
 def _write_if_changed(path: Path, make, seed: int, expected: str) -> None:

@@ -11,7 +11,10 @@ the GPU compiler rejects fails here, on a CPU machine.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -89,15 +92,26 @@ def compile_variant(variant: Variant, arch: int):
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
 
 
-def compile_all(arches=ARCHES, report=print) -> list[tuple[Variant, int, float, int]]:
-    """Compile every variant for every arch; returns (variant, arch, seconds, shared memory bytes)."""
+def _compile_timed(index: int, arch: int) -> tuple[float, int]:
+    """Compile variants()[index] for `arch`: (seconds, shared memory bytes). A worker's job."""
+    start = time.perf_counter()
+    kernel = compile_variant(variants()[index], arch)
+    return time.perf_counter() - start, int(kernel.metadata.shared)
+
+
+def compile_all(arches=ARCHES, report=print, workers: int | None = None) -> list[tuple[Variant, int, float, int]]:
+    """Compile every variant for every arch; returns (variant, arch, seconds, shared memory bytes).
+    The builds run in `workers` processes (default: one per CPU core; 1 compiles here, in order)."""
+    jobs = [(index, arch) for index in range(len(variants())) for arch in arches]
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        timed = [_compile_timed(*job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            timed = list(pool.map(_compile_timed, *zip(*jobs)))
     results = []
-    for variant in variants():
-        for arch in arches:
-            start = time.perf_counter()
-            kernel = compile_variant(variant, arch)
-            seconds = time.perf_counter() - start
-            shared = int(kernel.metadata.shared)
-            results.append((variant, arch, seconds, shared))
-            report(f"sm_{arch} {variant.describe()}: {seconds:.1f} s, shared memory {shared} B")
+    for (index, arch), (seconds, shared) in zip(jobs, timed):
+        variant = variants()[index]
+        results.append((variant, arch, seconds, shared))
+        report(f"sm_{arch} {variant.describe()}: {seconds:.1f} s, shared memory {shared} B")
     return results
