@@ -240,6 +240,8 @@ def test_the_two_stage_route_follows_80_percent_of_every_caption_of_the_world(tw
     videos = 225 * len(ROUTE_SEEDS)
     report = "\n".join(rows) + f"\nfollowed {sum(followed.values())} of {videos}; per seed {followed}"
     print(report)
+    (ROOT / ".cache").mkdir(exist_ok=True)
+    (ROOT / ".cache" / "route_over_the_world.txt").write_text(report + "\n")  # the count, for a passing run too
     assert sum(followed.values()) >= 0.8 * videos, report
 
 
