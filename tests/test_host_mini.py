@@ -12,7 +12,7 @@ import torch
 
 from univg_core.mini.world import caption_for
 
-from univg_core.mini.tiny_vae import TinyVAE
+from univg_core.models.tiny_vae import TinyVAE
 from conftest import randomize_
 
 pytestmark = pytest.mark.host

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from univg_core.checkpoints import load_checkpoint, save_checkpoint
 from univg_core.cli import install_mini
 from univg_core.mini import models, towers
-from univg_core.mini.tiny_vae import TinyVAE
+from univg_core.models.tiny_vae import TinyVAE
 
 from conftest import tiny_models
 

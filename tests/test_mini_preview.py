@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from univg_core.mini.preview import (MINI_LATENT_RGB_BIAS, MINI_LATENT_RGB_FACTORS, MINI_SCALE_FACTOR,
                                      fit_latent_rgb_factors)
 from univg_core.mini.models import VAE_FILE
-from univg_core.mini.tiny_vae import load_tiny_vae
+from univg_core.models.tiny_vae import load_tiny_vae
 from univg_core.mini.world import BACKGROUNDS, example_image, make_specs, render
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "univg_core" / "mini" / "weights"

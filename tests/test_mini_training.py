@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from univg_core.checkpoints import load_checkpoint, save_checkpoint
 from univg_core.cli import train_mini
 from univg_core.mini import models
-from univg_core.mini.tiny_vae import TinyVAE
+from univg_core.models.tiny_vae import TinyVAE
 from univg_core.training.cache import CachedClips
 from univg_core.training.data import DataError
 from univg_core.training.trainer import TrainOptions, train
@@ -145,7 +145,7 @@ def test_train_mini_stops_on_a_kept_vae_of_another_object_weight(tmp_path, capsy
     not silently reused: the UNets would learn another encoder's latents than the run asks."""
     from safetensors.torch import save_file
 
-    from univg_core.mini.tiny_vae import TinyVAE
+    from univg_core.models.tiny_vae import TinyVAE
 
     joint = tmp_path / train_mini.JOINT_VAE_FILE
     state = {key: value.contiguous() for key, value in TinyVAE().state_dict().items()}

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from univg_core.mini.tiny_vae import TinyVAE
+from univg_core.models.tiny_vae import TinyVAE
 from univg_core.mini.train_vae import VAETrainOptions, psnr, reconstruction_loss, render_pool, train_vae
 
 

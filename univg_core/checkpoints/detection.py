@@ -93,22 +93,37 @@ def infer_unet_config(unet_state: dict, base: UNetConfig, name: str) -> UNetConf
     return dataclasses.replace(base, **changes)
 
 
+def _concat(unet: UNetConfig) -> bool:
+    return unet.in_channels == unet.out_channels * 2
+
+
+def _scale_arr_end(schedule_state: dict) -> float:
+    """DynamiCrafter's x0 scale at t = 999 (1.0: the file has no scale_arr)."""
+    scale_arr = schedule_state.get("scale_arr")
+    return 1.0 if scale_arr is None else float(scale_arr[-1])
+
+
+def _image_queries(image_proj_state: dict) -> int:
+    latents = image_proj_state.get("latents")
+    return 0 if latents is None else latents.shape[1]
+
+
+# (family, rule on (unet config, image_proj tensors, schedule buffers)), in order: the first rule
+# that holds names the file, so a later rule may assume the earlier ones failed
+FAMILY_RULES = (
+    ("dynamicrafter_256", lambda unet, image, schedule: _concat(unet) and (
+        unet.image_cross_attention_scale_learnable or unet.fps_embedding_key == "framestride_embed")),
+    ("dynamicrafter_1024", lambda unet, image, schedule: _concat(unet) and _scale_arr_end(schedule) < 0.5),
+    ("dynamicrafter_512", lambda unet, image, schedule: _concat(unet)),
+    ("univg_base", lambda unet, image, schedule: unet.image_cross_attention and _image_queries(image) > 16),
+    ("videocrafter1_i2v_512", lambda unet, image, schedule: unet.image_cross_attention),
+    ("videocrafter1_t2v_1024", lambda unet, image, schedule: unet.use_relative_position and not unet.temporal_conv),
+    ("videocrafter2_t2v_512", lambda unet, image, schedule: True),
+)
+
+
 def infer_family(unet: UNetConfig, image_proj_state: dict, schedule_state: dict) -> str:
-    if unet.in_channels == unet.out_channels * 2:
-        if unet.image_cross_attention_scale_learnable or unet.fps_embedding_key == "framestride_embed":
-            return "dynamicrafter_256"
-        scale_arr = schedule_state.get("scale_arr")
-        if scale_arr is not None and float(scale_arr[-1]) < 0.5:
-            return "dynamicrafter_1024"
-        return "dynamicrafter_512"
-    if unet.image_cross_attention:
-        latents = image_proj_state.get("latents")
-        if latents is not None and latents.shape[1] > 16:
-            return "univg_base"
-        return "videocrafter1_i2v_512"
-    if unet.use_relative_position and not unet.temporal_conv:
-        return "videocrafter1_t2v_1024"
-    return "videocrafter2_t2v_512"
+    return next(family for family, rule in FAMILY_RULES if rule(unet, image_proj_state, schedule_state))
 
 
 def infer_resampler_config(state: dict, base: Optional[ResamplerConfig], name: str) -> ResamplerConfig:

@@ -21,7 +21,7 @@ import torch
 
 from ..mini import models, towers
 from ..mini.dataset import TRUTH, set_mismatch, write_dataset
-from ..mini.tiny_vae import load_tiny_vae
+from ..models.tiny_vae import load_tiny_vae
 from ..mini.train_vae import VAETrainOptions, heldout_psnr, render_pool, train_vae
 from ..training.trainer import TrainOptions, train
 
@@ -30,7 +30,6 @@ WEIGHTS = models.WEIGHTS_DIR
 VAE_FILE = models.VAE_FILE
 JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
 DECODER_VAE_FILE = "vae_decoder.safetensors"
-STAGES = ("world", "vae", "towers", "base", "first_frame", "base_image", "animation", "sr", "animation_no_bgn", "sr_no_bgn")
 IMAGE_SET = "world64_image"  # the first clips of world64, for the stage that reads CLIP-vision tokens
 
 
@@ -244,6 +243,15 @@ def stage_sr_no_bgn(args) -> None:
     stage_sr(args, bgn=False)
 
 
+# every stage in the order it runs (each reads what the ones before it wrote)
+STAGE_RUNNERS = {
+    "world": stage_world, "vae": stage_vae, "towers": stage_towers, "base": stage_base, "first_frame": stage_first_frame,
+    "base_image": stage_base_image, "animation": stage_animation, "sr": stage_sr,
+    "animation_no_bgn": stage_animation_no_bgn, "sr_no_bgn": stage_sr_no_bgn,
+}
+STAGES = tuple(STAGE_RUNNERS)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m univg_core.cli.train_mini", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of: {', '.join(STAGES)}")
@@ -289,11 +297,11 @@ def main(argv=None) -> int:
     if args.relative_position and stages != ["base"]:
         parser.error("--relative-position trains an experimental F_B alone: use it with --stages base")
     torch.manual_seed(args.seed)
-    for stage in STAGES:
+    for stage, run in STAGE_RUNNERS.items():
         if stage in stages:
             start = time.monotonic()
             try:
-                globals()[f"stage_{stage}"](args)
+                run(args)
             except StaleWorkError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2

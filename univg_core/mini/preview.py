@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tiny_vae import DOWNSAMPLE, TinyVAE
+from ..models.tiny_vae import DOWNSAMPLE, TinyVAE
 from .world import make_specs, render
 
 MINI_SCALE_FACTOR = 0.4918

@@ -17,7 +17,7 @@ from ..diffusion import pipelines
 from ..diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from ..diffusion.schedule import alphas_cumprod_for
 from ..training.clip_towers import load_text_tower, load_vision_tower, tokenize
-from .tiny_vae import TinyVAE, load_tiny_vae
+from ..models.tiny_vae import TinyVAE, load_tiny_vae
 
 
 def load_mini_vae(path: str | Path) -> TinyVAE:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..training.object_weight import object_pixels
-from .tiny_vae import TinyVAE
+from ..models.tiny_vae import TinyVAE
 from .world import make_specs, render
 
 HELDOUT_SEED = 100_000

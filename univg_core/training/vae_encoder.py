@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..mini.tiny_vae import DOWNSAMPLE, make_encoder
+from ..models.tiny_vae import DOWNSAMPLE, make_encoder
 
 
 class VAEError(ValueError):
