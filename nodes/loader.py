@@ -24,6 +24,7 @@ from ..univg_core.checkpoints import (
     read_state_dict,
     split_prefix,
 )
+from ..univg_core.files import existing_parent
 from ..univg_core.mini import models as mini_models
 from ..univg_core.mini import towers as mini_towers
 from .model import wrap_in_patcher
@@ -160,9 +161,9 @@ def build_mini_tower(file_name: str, folder: Path) -> str:
                        f"{cache} and linked into {folder}, but {detail}; free some space, or {MINI_REBUILD}")
 
     if not (cache / file_name).is_file():
-        free = shutil.disk_usage(_existing_parent(cache)).free
+        free = shutil.disk_usage(existing_parent(cache)).free
         if free < needed * 1.05:
-            raise no_room(f"only {free / 1e9:.1f} GB are free at {_existing_parent(cache)}")
+            raise no_room(f"only {free / 1e9:.1f} GB are free at {existing_parent(cache)}")
     log.info("UniVG Mini: building %s from its seed (%.1f GB, nothing downloaded) ...", file_name, needed / 1e9)
     bar = comfy.utils.ProgressBar(100)
 
@@ -174,12 +175,6 @@ def build_mini_tower(file_name: str, folder: Path) -> str:
         return str(mini_towers.write_tower(folder, file_name, cache=cache, progress=progress))
     except (OSError, SafetensorError) as error:
         raise no_room(f"writing it failed: {error}") from None
-
-
-def _existing_parent(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def read_companion(path: str, part: str, ckpt_name: str) -> dict:

@@ -20,3 +20,11 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
+
+
+def existing_parent(path: str | Path) -> Path:
+    """`path`, or its nearest folder that exists (where a file about to be written will land)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

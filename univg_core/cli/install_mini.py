@@ -19,7 +19,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from ..checkpoints import CheckpointError, load_checkpoint
-from ..files import write_atomically
+from ..files import existing_parent, write_atomically
 from ..mini import models, towers
 
 WEIGHTS = models.WEIGHTS_DIR
@@ -88,9 +88,7 @@ def install(models_dir: str | Path, weights: Path = WEIGHTS, log=print) -> list[
 
 
 def _free_gb(path: Path) -> str:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return f"{shutil.disk_usage(path).free / 1e9:.1f}"
+    return f"{shutil.disk_usage(existing_parent(path)).free / 1e9:.1f}"
 
 
 def main(argv=None) -> int:
