@@ -27,7 +27,7 @@ from ..univg_core.checkpoints import (
 from ..univg_core.files import existing_parent
 from ..univg_core.mini import models as mini_models
 from ..univg_core.mini import towers as mini_towers
-from .model import wrap_in_patcher
+from .model import DTYPE_CHOICES, host_operations, wrap_in_patcher
 
 log = logging.getLogger("univg")
 FOLDER = "univg"
@@ -214,9 +214,10 @@ class UniVGCheckpointLoader:
                     "shipped in the pack (64x64, 8 frames, renders on a CPU): on first use its text and vision "
                     "towers are built from their seed into models/text_encoders and models/clip_vision (about "
                     "20 s and 2 GB, nothing downloaded)")}),
-                "dtype": (["auto", "fp32", "fp16", "bf16"], {
+                "dtype": (DTYPE_CHOICES, {
                     "default": "auto",
-                    "tooltip": "the UNet's weight type; auto: bf16 on a GPU that has it, else fp16, fp32 on the CPU"}),
+                    "tooltip": "the UNet's weight type; auto: bf16 on a GPU that has it, else fp16, fp32 on the CPU; "
+                               "fp8: weights stored in fp8 (half of fp16's memory), computed as auto"}),
             }
         }
 
@@ -237,7 +238,7 @@ class UniVGCheckpointLoader:
     def load(self, ckpt_name: str, dtype: str):
         path = resolve(ckpt_name)
         try:
-            loaded = load_checkpoint(path)
+            loaded = load_checkpoint(path, operations=host_operations(dtype))
         except CheckpointError as error:
             raise ValueError(f"UniVG Checkpoint Loader: {error}") from None
         log.info("UniVG: %s loaded as %s (%s-prediction)", ckpt_name, loaded.family, loaded.prediction)

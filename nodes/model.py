@@ -4,6 +4,7 @@ ComfyUI's memory manager loads and offloads it."""
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
@@ -11,11 +12,18 @@ import torch.nn as nn
 
 import comfy.model_management
 import comfy.model_patcher
+import comfy.ops
 
 from ..univg_core.checkpoints import LoadedCheckpoint
 from ..univg_core.configs import ModelConfig
 from ..univg_core.diffusion.schedule import alphas_cumprod_for, scale_arr_for
+from ..univg_core.models.operations import store_layer_weights, weight_layers
 from .native import UniVGNativeModel
+
+log = logging.getLogger(__name__)
+
+DTYPE_CHOICES = ["auto", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"]
+FP8_DTYPES = {"fp8_e4m3fn": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2"}
 
 
 class UniVGModel(nn.Module):
@@ -46,7 +54,17 @@ class UniVGModel(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype its weights are stored in (ComfyUI's get_dtype)."""
+        return self.unet.out[2].weight.dtype
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
         return self.unet.dtype
+
+    def compute_in(self, dtype: torch.dtype) -> None:
+        for part in (self.unet, self.image_proj):
+            if part is not None:
+                part.compute_dtype = dtype
 
     def forward(self, x, timesteps, context=None, control=None, transformer_options={}, univg_frames=None,
                 univg_fps=None, univg_image_tokens=None, **unused):
@@ -63,7 +81,7 @@ class UniVGModel(nn.Module):
         video = x.reshape(videos, frames, *x.shape[1:]).transpose(1, 2)
         image = None
         if univg_image_tokens is not None and self.has_image_branch:
-            image = self.image_proj(per_video(univg_image_tokens).to(self.dtype))
+            image = self.image_proj(per_video(univg_image_tokens).to(self.compute_dtype))
         out = self.unet(video, per_video(timesteps), context=per_video(context), image_context=image, fs=univg_fps)
         return out.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[-2:])
 
@@ -74,8 +92,12 @@ class UniVGModel(nn.Module):
 
 
 def choose_dtype(choice: str, device: torch.device) -> torch.dtype:
+    """The dtype a UniVG model computes in on `device` for a loader's dtype choice."""
     if choice == "fp32":
         return torch.float32
+    if choice == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("UniVG: this GPU does not compute in bf16; using fp16 instead")
+        return torch.float16
     if choice == "fp16":
         return torch.float16
     if choice == "bf16":
@@ -85,11 +107,41 @@ def choose_dtype(choice: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def choose_dtypes(choice: str, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
+    """(weight dtype, compute dtype) for a loader's dtype choice: fp8 choices store the weights
+    in fp8 and compute in what `auto` picks (each layer casts its weights when called)."""
+    if choice not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {choice!r}")
+    if choice in FP8_DTYPES:
+        weight = getattr(torch, FP8_DTYPES[choice], None)
+        if weight is None:
+            raise ValueError(f"this PyTorch ({torch.__version__}) has no {FP8_DTYPES[choice]}: choose fp16, bf16 "
+                             "or fp32 for the UniVG model's weights")
+        return weight, choose_dtype("auto", device)
+    compute = choose_dtype(choice, device)
+    return compute, compute
+
+
+def host_operations(dtype_choice: str):
+    """ComfyUI's layer classes for a model of this dtype choice (comfy.ops): layers that its
+    memory manager can partially load and offload, and that cast stored weights when called."""
+    device = comfy.model_management.get_torch_device()
+    weight, compute = choose_dtypes(dtype_choice, device)
+    return comfy.ops.pick_operations(weight, compute if compute != weight else None, load_device=device)
+
+
 def wrap_in_patcher(loaded: LoadedCheckpoint, dtype_choice: str) -> comfy.model_patcher.ModelPatcher:
     load_device = comfy.model_management.get_torch_device()
     offload_device = comfy.model_management.unet_offload_device()
-    univg = UniVGModel(loaded).to(device=offload_device, dtype=choose_dtype(dtype_choice, load_device)).eval()
-    model = UniVGNativeModel(univg, device=offload_device)
+    weight, compute = choose_dtypes(dtype_choice, load_device)
+    univg = UniVGModel(loaded).to(device=offload_device, dtype=compute).eval()
+    if weight != compute:
+        if not all(hasattr(layer, "comfy_cast_weights") for layer in weight_layers(univg)):
+            raise ValueError(f"dtype {dtype_choice}: weights stored as {weight} need a model built from ComfyUI's "
+                             "operations (the UniVG Checkpoint Loader builds it so)")
+        store_layer_weights(univg, weight)
+        univg.compute_in(compute)
+    model = UniVGNativeModel(univg, device=offload_device, manual_cast_dtype=compute if weight != compute else None)
     size = comfy.model_management.module_size(model)
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device, size=size)
 
@@ -105,8 +157,11 @@ def univg_model(model) -> UniVGModel:
     return inner
 
 
-def load_to_device(patcher) -> tuple[UniVGModel, torch.device]:
-    """Ask ComfyUI's memory manager to put the model on its device (it may offload others)."""
+def load_to_device(patcher, batch_shape: Optional[tuple[int, ...]] = None) -> tuple[UniVGModel, torch.device]:
+    """Ask ComfyUI's memory manager to put the model on its device (it may offload others, or load
+    this one partially), leaving room for a UNet call on `batch_shape` [videos x frames x guidance
+    branches, C, h, w] when given."""
     inner = univg_model(patcher)
-    comfy.model_management.load_models_gpu([patcher])
+    needed = patcher.model.memory_required(list(batch_shape)) if batch_shape is not None else 0
+    comfy.model_management.load_models_gpu([patcher], memory_required=needed)
     return inner, patcher.load_device

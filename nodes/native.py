@@ -9,6 +9,8 @@ UniVG First-Frame Conditioning)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 import comfy.conds
@@ -20,6 +22,7 @@ import comfy.supported_models_base
 from ..univg_core.configs import ModelConfig
 from ..univg_core.diffusion import sigma_space
 from ..univg_core.diffusion.schedule import alphas_cumprod_for, scale_arr_for
+from ..univg_core.models.memory import planned_activation_bytes
 from .conditioning import CONCAT_LATENT, FPS, IMAGE_TOKENS
 from .previews import latent_rgb_for
 
@@ -97,13 +100,27 @@ class UniVGNativeModel(comfy.model_base.BaseModel):
     """What a UniVG MODEL wire holds: `diffusion_model` is the UniVGModel (UNet3D +
     Resampler), `model_sampling` the checkpoint's schedule."""
 
-    def __init__(self, univg, device=None):
+    def __init__(self, univg, device=None, manual_cast_dtype=None):
         comfy_config = _ComfyConfig({"disable_unet_model_creation": True})
         comfy_config.latent_format = UniVGLatentFormat(univg.config)
+        comfy_config.manual_cast_dtype = manual_cast_dtype
         model_type = comfy.model_base.ModelType.V_PREDICTION if univg.config.prediction == "v" else comfy.model_base.ModelType.EPS
         super().__init__(comfy_config, model_type, device=device)
         self.diffusion_model = univg
         self.model_sampling = UniVGModelSampling(univg.config)
+
+    def memory_required(self, input_shape, cond_shapes={}):
+        """Bytes of activations one UNet call on `input_shape` [frames x videos x guidance
+        branches, C, h, w] needs: the model's peak on the meta device with a margin
+        (univg_core/models/memory.py), its frames grouped into videos of the model's length (a
+        partial video rounds up)."""
+        univg = self.diffusion_model
+        config = univg.config.unet
+        batch, height, width = int(input_shape[0]), int(input_shape[-2]), int(input_shape[-1])
+        frames = max(1, min(batch, config.temporal_length or 16))
+        image_tokens = univg.image_proj.config.total_queries if univg.has_image_branch else None
+        return planned_activation_bytes(config, math.ceil(batch / frames), frames, height, width,
+                                        univg.compute_dtype, image_tokens=image_tokens)
 
     def extra_conds(self, **kwargs):
         univg = self.diffusion_model

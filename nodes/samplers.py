@@ -52,6 +52,14 @@ def check_size(width: int, height: int, multiple: int = 64) -> None:
 
 
 
+def batch_shape(frames: int, height: int, width: int, text_weight: float, image_weight: float,
+                channels: int = 4) -> tuple[int, int, int, int]:
+    """The batch one guided UNet call sees (the guidance branches batched: the null branch, text
+    when w_T is not 0, image when w_I is not 0), frames as the batch, latent height and width."""
+    branches = 1 + bool(text_weight) + bool(image_weight)
+    return (branches * frames, channels, height // 8, width // 8)
+
+
 def _common_inputs(steps: int, frames: bool = True) -> dict:
     inputs = {
         "model": ("MODEL", {"tooltip": MODEL_TOOLTIP}),
@@ -99,7 +107,7 @@ class UniVGBaseSampler:
                ddim_final_step="original", guidance_from_t=0):
         require_finite(text_weight=text_weight, image_weight=image_weight)
         check_size(width, height)
-        inner, device = load_to_device(model)
+        inner, device = load_to_device(model, batch_shape(frames, height, width, text_weight, image_weight))
         if inner.is_animation:
             raise ValueError("this is an animation model (first-frame concat): use UniVG Animation Sampler")
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,
@@ -148,7 +156,7 @@ class UniVGAnimationSampler:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         height, width = image.shape[1], image.shape[2]
         check_size(width, height)
-        inner, device = load_to_device(model)
+        inner, device = load_to_device(model, batch_shape(frames, height, width, text_weight, image_weight))
         if not inner.is_animation:
             raise ValueError(
                 f"this model takes {inner.in_channels} input channels; the animation sampler needs an animation "
@@ -225,7 +233,11 @@ class UniVGUpscaler:
             raise ValueError(f"strength must be -1 (the model's BGN t_n) or in [0.01, 1], got {strength}")
         if images is None:
             images = decode_latents(vae, latent["samples"])
-        inner, device = load_to_device(model)
+        tile_w = tile_size // 8
+        tile_h = max(8, (tile_w * 5 // 8) // 8 * 8)
+        tile_shape = batch_shape(min(tile_frames, images.shape[0]), min(tile_h, height // 8) * 8,
+                                 min(tile_w, width // 8) * 8, text_weight, 0.0)
+        inner, device = load_to_device(model, tile_shape)
         if inner.is_animation:
             raise ValueError("this is an animation model; the upscaler needs a text-only super-resolution model")
         if strength < 0:
@@ -233,8 +245,6 @@ class UniVGUpscaler:
             strength = t_n / inner.config.schedule.timesteps
         denoise = guided_denoiser(inner, positive, negative, text_weight, 0.0, fps, device, use_image=False)
         alphas_cumprod, _ = inner.schedule_tensors()
-        tile_w = tile_size // 8
-        tile_h = max(8, (tile_w * 5 // 8) // 8 * 8)
         with torch.no_grad():
             video = pipelines.super_resolve(
                 denoise, model_space_encoder(vae, inner, device), None, images[..., :3].movedim(-1, 1) * 2 - 1,

@@ -16,6 +16,7 @@ if ROOT not in sys.path:
 
 from univg_core.configs import ModelConfig, get_preset  # noqa: E402
 from univg_core.models.image_proj import Resampler  # noqa: E402
+from univg_core.models.operations import TORCH_OPERATIONS  # noqa: E402
 from univg_core.models.unet3d import UNet3D  # noqa: E402
 
 TINY_FAMILIES = [
@@ -54,10 +55,11 @@ def tiny_config(family: str) -> ModelConfig:
     return get_preset(f"tiny_{family}")
 
 
-def tiny_models(family: str, seed: int = 0):
+def tiny_models(family: str, seed: int = 0, operations=TORCH_OPERATIONS):
+    """(config, UNet3D, Resampler or None), layers from `operations` (e.g. comfy.ops in host tests)."""
     config = tiny_config(family)
-    unet = randomize_(UNet3D(config.unet), seed).eval()
-    image_proj = randomize_(Resampler(config.image_proj), seed + 1).eval() if config.image_proj else None
+    unet = randomize_(UNet3D(config.unet, operations), seed).eval()
+    image_proj = randomize_(Resampler(config.image_proj, operations), seed + 1).eval() if config.image_proj else None
     return config, unet, image_proj
 
 

@@ -16,6 +16,9 @@ import torch
 
 from conftest import tiny_models
 from univg_core.checkpoints.loading import LoadedCheckpoint
+from univg_core.diffusion import pipelines
+from univg_core.models.memory import planned_activation_bytes
+from univg_core.models.operations import TORCH_OPERATIONS, weight_layers
 
 pytestmark = pytest.mark.host
 FRAMES, SIZE = 4, 16  # latent pixels
@@ -28,17 +31,20 @@ def pack(host):
     loader = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]
     name = loader.__module__.rsplit(".", 1)[0]
     return {part: importlib.import_module(f"{name}.{part}")
-            for part in ("model", "samplers", "core_sampling", "conditioning", "native")}
+            for part in ("model", "samplers", "core_sampling", "conditioning", "native", "guidance")}
 
 
-def make_patcher(pack, family: str, **schedule_changes):
-    config, unet, image_proj = tiny_models(family)
+def make_patcher(pack, family: str, dtype: str = "fp32", host_layers: bool = False, **schedule_changes):
+    """A tiny model of `family` in a MODEL; host_layers: built from ComfyUI's operations for
+    `dtype`, as the UniVG Checkpoint Loader builds a file's."""
+    operations = pack["model"].host_operations(dtype) if host_layers else TORCH_OPERATIONS
+    config, unet, image_proj = tiny_models(family, operations=operations)
     with torch.no_grad():  # outputs of a trained model's size (eps ~ 1), not the random weights' ~100
         unet.out[-1].weight.mul_(0.02)
         unet.out[-1].bias.mul_(0.02)
     if schedule_changes:
         config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, **schedule_changes))
-    return pack["model"].wrap_in_patcher(LoadedCheckpoint(family, config, unet, image_proj), "fp32"), config
+    return pack["model"].wrap_in_patcher(LoadedCheckpoint(family, config, unet, image_proj), dtype), config
 
 
 def conditionings(pack, config, seed: int = 0):
@@ -251,3 +257,117 @@ def test_core_model_patching_nodes_apply_to_a_univg_model(host, pack):
     resampled = host.nodes.NODE_CLASS_MAPPINGS["ModelSamplingDiscrete"]().patch(patcher, "v_prediction", False)[0]
     other = core_sample(resampled, positive, negative, "euler", "simple", cfg=7.5)
     assert torch.isfinite(other).all() and (other - plain).abs().max() > 1e-3  # no zero SNR, no scale_arr
+
+
+# ------------------------------------------------------------------ ComfyUI's memory management
+
+
+def guided_denoiser_as_loaded(pack, patcher, config):
+    """The UniVG guided denoiser (w_T 5, w_I 2) of the model as it is loaded now: no
+    load_models_gpu, which on a CPU host always loads in full."""
+    inner = pack["model"].univg_model(patcher)
+    positive, negative = conditionings(pack, config)
+    return inner, pack["guidance"].guided_denoiser(inner, positive, negative, 5.0, 2.0, 8, torch.device("cpu"))
+
+
+def render_as_loaded(pack, patcher, config, steps: int = 3) -> torch.Tensor:
+    """A short render of the model as it is loaded now."""
+    inner, denoise = guided_denoiser_as_loaded(pack, patcher, config)
+    shape = (1, 4, FRAMES, SIZE, SIZE)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    alphas_cumprod, _ = inner.schedule_tensors()
+    with torch.no_grad():
+        return pipelines.generate(denoise, shape, alphas_cumprod, config.prediction, steps=steps, sampler="ddim",
+                                  initial_noise=noise)
+
+
+def prediction_as_loaded(pack, patcher, config, t: int = 700) -> torch.Tensor:
+    """One unguided UNet call on the text and image conditions (guidance would multiply the
+    difference between branches, which low precision changes most)."""
+    inner = pack["model"].univg_model(patcher)
+    positive, _ = conditionings(pack, config)
+    x = torch.randn(1, 4, FRAMES, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    extras = positive[0][1]
+    with torch.no_grad():
+        image = inner.image_proj(extras[pack["conditioning"].IMAGE_TOKENS].to(inner.compute_dtype))
+        return inner.unet(x, torch.tensor([t]), context=positive[0][0], image_context=image)
+
+
+def test_a_partially_loaded_univg_model_renders_what_the_fully_loaded_one_does(pack):
+    """ComfyUI's partial load (a memory limit under the model's size: --lowvram, dynamic VRAM)
+    leaves layers to cast and patch their weights when called; with a LoRA-style weight patch on
+    the model, the partly loaded render equals the fully loaded one, and the patch shows in both."""
+    import comfy.model_patcher
+
+    patcher, config = make_patcher(pack, "videocrafter1_i2v_512", host_layers=True)
+    cpu = torch.device("cpu")
+    layers = weight_layers(pack["model"].univg_model(patcher))
+    assert layers and all(hasattr(layer, "comfy_cast_weights") for layer in layers)
+    unpatched = render_as_loaded(pack, patcher, config)
+    keys = [key for key in patcher.model.state_dict() if key.endswith(("attn2.to_q.weight", "in_layers.2.weight"))]
+    generator = torch.Generator().manual_seed(9)
+    state = patcher.model.state_dict()
+    patcher.add_patches({key: (0.2 * torch.randn(state[key].shape, generator=generator),) for key in keys[:4]})
+
+    patcher.load(cpu, full_load=True)
+    assert not getattr(patcher.model, "model_lowvram", False)
+    full = render_as_loaded(pack, patcher, config)
+    patcher.unpatch_model(cpu)
+
+    patcher.load(cpu, lowvram_model_memory=patcher.model_size() // 3)
+    cast_when_called = [layer for layer in layers if layer.comfy_cast_weights]
+    assert patcher.model.model_lowvram and 0 < len(cast_when_called) < len(layers)
+    assert any(layer.weight_function for layer in cast_when_called)  # patches applied at call time
+    partial = render_as_loaded(pack, patcher, config)
+    patcher.unpatch_model(cpu)
+    assert isinstance(patcher, comfy.model_patcher.ModelPatcher)
+
+    torch.testing.assert_close(partial, full, rtol=1e-4, atol=1e-5)
+    assert (full - unpatched).abs().max() > 1e-2
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((got.float() - expected.float()).norm() / expected.float().norm()).item()
+
+
+def test_fp8_stored_weights_predict_within_tolerance_of_fp16_and_fp32(pack):
+    """Weights stored in fp8 (half of fp16's memory) and cast to the compute dtype (fp32 on a
+    CPU) per layer: finite, and within 50% of fp32's prediction on these random weights, a
+    third of whose values fp8 cannot hold closely (trained weights lose far less: the Mini in
+    tests/test_host_mini.py, and docs/gpu_and_memory.md); fp16 within 0.5%."""
+    outputs, stored = {}, {}
+    for dtype in ("fp32", "fp16", "fp8_e4m3fn", "fp8_e5m2"):
+        patcher, config = make_patcher(pack, "videocrafter1_i2v_512", dtype=dtype, host_layers=True)
+        inner = pack["model"].univg_model(patcher)
+        stored[dtype] = (inner.dtype, inner.compute_dtype, patcher.model.manual_cast_dtype)
+        outputs[dtype] = prediction_as_loaded(pack, patcher, config)
+        assert torch.isfinite(outputs[dtype]).all()
+    assert stored["fp8_e4m3fn"] == (torch.float8_e4m3fn, torch.float32, torch.float32)
+    assert stored["fp8_e5m2"] == (torch.float8_e5m2, torch.float32, torch.float32)
+    assert stored["fp16"] == (torch.float16, torch.float16, None)
+    errors = {dtype: round(relative_error(outputs[dtype], outputs["fp32"]), 4) for dtype in outputs}
+    print("relative L2 error of the prediction against fp32:", errors)
+    assert 0 < errors["fp16"] < 0.005, errors
+    assert 0 < errors["fp8_e4m3fn"] < 0.5 and 0 < errors["fp8_e5m2"] < 0.5, errors
+
+
+def test_fp8_needs_layers_that_cast_and_names_what_to_do(pack):
+    with pytest.raises(ValueError, match="need a model built from ComfyUI's operations"):
+        make_patcher(pack, "univg_base", dtype="fp8_e4m3fn")  # torch.nn layers: they cannot compute in fp8
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        pack["model"].choose_dtypes("fp4", torch.device("cpu"))
+
+
+def test_comfyuis_memory_planning_asks_the_univg_model_for_a_whole_video(pack):
+    """ModelPatcher.memory_required (what load_models_gpu and the samplers reserve) is the meta-device
+    peak of a call on the batch's frames grouped into videos of the model's length."""
+    patcher, config = make_patcher(pack, "dynamicrafter_512", host_layers=True)
+    length = config.unet.temporal_length
+    one = patcher.memory_required([length, 4, SIZE, SIZE])
+    tokens = config.image_proj.total_queries
+    assert one == planned_activation_bytes(config.unet, 1, length, SIZE, SIZE, image_tokens=tokens)
+    assert patcher.memory_required([3 * length, 4, SIZE, SIZE]) == planned_activation_bytes(
+        config.unet, 3, length, SIZE, SIZE, image_tokens=tokens)
+    assert patcher.memory_required([2 * length, 4, SIZE, SIZE]) > 1.8 * one
+    bf16, _ = make_patcher(pack, "dynamicrafter_512", dtype="bf16", host_layers=True)
+    assert bf16.memory_required([length, 4, SIZE, SIZE]) < 0.75 * one

@@ -323,7 +323,8 @@ def test_the_mini_workflow_videos_show_what_the_captions_say(mini_renders):
     assert passed >= 4, "\n".join(rows)
 
 
-def _render_mini_workflow(host, name: str, prompt: str):
+def _render_mini_workflow(host, name: str, prompt: str, dtype: str | None = None):
+    """The bundled workflow set up for the Mini, rendered; dtype: the loaders' weight type."""
     import json
 
     from univg_core.cli.install_mini import install
@@ -332,23 +333,46 @@ def _render_mini_workflow(host, name: str, prompt: str):
 
     install(host.base / "models", log=lambda message: None)
     template = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "api" / f"{name}.json").read_text())
-    run = host.run(apply_mini(template, name, prompt))
+    api = apply_mini(template, name, prompt)
+    for node in api.values():
+        if dtype and node["class_type"] == "UniVGCheckpointLoader":
+            node["inputs"]["dtype"] = dtype
+    run = host.run(api)
     assert run.success, run.error()
     return run, np.stack(saved_frames(host, run))
 
 
-def test_the_animation_workflow_animates_the_example_image_with_the_mini(host, tower_files):
+@pytest.fixture(scope="module")
+def animation_renders(host, tower_files):
+    from univg_core.mini.world import EXAMPLE_CAPTION
+
+    return {dtype: _render_mini_workflow(host, "animation", EXAMPLE_CAPTION, dtype) for dtype in ("auto", "fp8_e4m3fn")}
+
+
+def test_the_animation_workflow_animates_the_example_image_with_the_mini(host, animation_renders):
     """Frame 0 is the input image (through the lossy H.264), the object stays red and moves the
     caption's way, right (over 10 held-out frames: tests/test_mini_models.py)."""
     from univg_core.mini.detector import detect
-    from univg_core.mini.world import EXAMPLE_CAPTION, example_image
+    from univg_core.mini.world import example_image
 
-    run, frames = _render_mini_workflow(host, "animation", EXAMPLE_CAPTION)
+    run, frames = animation_renders["auto"]
     assert frames.shape == (8, 64, 64, 3) and _video_format(host, run) == MINI_VIDEO
     error = np.abs(frames[0].astype(float) - example_image().astype(float)).mean()
     assert error < 3.0, error
     found = detect(frames)
     assert found.found and found.colour == "red" and found.motion == "right", found
+
+
+def test_the_mini_with_fp8_weights_animates_as_it_does_in_full_precision(animation_renders):
+    """The loader's fp8_e4m3fn (weights stored in fp8, cast per layer by ComfyUI's operations):
+    the same video within 2 levels of 255 on average, and the detector reads the same."""
+    from univg_core.mini.detector import detect
+
+    (_, full), (_, fp8) = animation_renders["auto"], animation_renders["fp8_e4m3fn"]
+    difference = np.abs(fp8.astype(float) - full.astype(float)).mean()
+    assert 0 < difference < 2.0, difference
+    read, read_fp8 = detect(full), detect(fp8)
+    assert (read_fp8.colour, read_fp8.motion) == (read.colour, read.motion) == ("red", "right"), (read, read_fp8)
 
 
 def test_the_base_then_super_resolution_workflow_renders_128_pixels_with_the_mini(host, tower_files):

@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from ..configs import ModelConfig, ScheduleConfig, UNetConfig
 from ..models.image_proj import Resampler
+from ..models.operations import TORCH_OPERATIONS
 from ..models.unet3d import UNet3D
 from .configuration import resolve_config
 from .files import non_finite_tensors, read_state_dict
@@ -120,9 +121,11 @@ def load_checkpoint(
     path: str | os.PathLike,
     dtype: Optional[torch.dtype] = None,
     device: str | torch.device = "cpu",
+    operations=TORCH_OPERATIONS,
     **overrides,
 ) -> LoadedCheckpoint:
-    """Load a video diffusion checkpoint. `overrides` set what the tensors cannot tell:
+    """Load a video diffusion checkpoint, its layers built from `operations` (torch.nn, or a
+    host's casting layers: models/operations.py). `overrides` set what the tensors cannot tell:
     ModelConfig fields (family, prediction, ...), UNetConfig fields (num_head_channels,
     temporal_length, ...), ScheduleConfig fields, and `resampler_<field>`."""
     path = Path(path)
@@ -137,11 +140,11 @@ def load_checkpoint(
         raise CheckpointError(f"{name}: the file is damaged: {damaged} hold NaN/inf (UNet, image_proj or VAE)")
 
     _check_head_width(config.unet, name)
-    unet = _build_strict(lambda: UNet3D(config.unet), _renamed(unet_state), name, "UNet", UNET_PREFIX)
+    unet = _build_strict(lambda: UNet3D(config.unet, operations), _renamed(unet_state), name, "UNet", UNET_PREFIX)
     image_proj = None
     if image_proj_state:
         image_proj = _build_strict(
-            lambda: Resampler(config.image_proj), image_proj_state, name, "image_proj_model", IMAGE_PROJ_PREFIX
+            lambda: Resampler(config.image_proj, operations), image_proj_state, name, "image_proj_model", IMAGE_PROJ_PREFIX
         )
     for module in (unet, image_proj):
         if module is not None:

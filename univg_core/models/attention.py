@@ -82,7 +82,7 @@ def reset_backend() -> None:
 
 def _kernel_for(name: str, q: torch.Tensor, *keys_values: torch.Tensor):
     """The launch function for this call, or None when SDPA must take it."""
-    if backend_name() != "triton":
+    if backend_name() != "triton" or q.device.type == "meta":  # meta: shapes only (memory planning)
         return None
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, *keys_values)):
         return None  # forward-only kernels: training takes SDPA
@@ -119,6 +119,10 @@ def _batch_chunks(batch: int, heads: int):
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if q.device.type == "meta":
+        # memory planning runs the model on meta tensors, where SDPA falls back to its math form
+        # (the whole score matrix); the fused kernels that run on devices allocate the output only
+        return q.new_empty(*q.shape[:-1], v.shape[-1])
     batch, heads = q.shape[0], q.shape[1]
     if batch * heads <= MAX_BATCH_HEADS:
         return F.scaled_dot_product_attention(q, k, v)

@@ -9,20 +9,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..configs import ResamplerConfig
+from .operations import TORCH_OPERATIONS, check_operations
 
 
 class PerceiverAttention(nn.Module):
     """The learned queries attend to [image tokens ; queries]."""
 
-    def __init__(self, dim: int, dim_head: int, heads: int):
+    def __init__(self, dim: int, dim_head: int, heads: int, operations=TORCH_OPERATIONS):
         super().__init__()
+        ops = operations
         self.heads = heads
         inner = dim_head * heads
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_kv = nn.Linear(dim, inner * 2, bias=False)
-        self.to_out = nn.Linear(inner, dim, bias=False)
+        self.norm1 = ops.LayerNorm(dim)
+        self.norm2 = ops.LayerNorm(dim)
+        self.to_q = ops.Linear(dim, inner, bias=False)
+        self.to_kv = ops.Linear(dim, inner * 2, bias=False)
+        self.to_out = ops.Linear(inner, dim, bias=False)
 
     def forward(self, features: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         features, latents = self.norm1(features), self.norm2(latents)
@@ -37,24 +39,27 @@ class PerceiverAttention(nn.Module):
         return self.to_out(out.to(latents.dtype).transpose(1, 2).reshape(batch, queries, -1))
 
 
-def _feed_forward(dim: int, mult: int) -> nn.Sequential:
+def _feed_forward(ops, dim: int, mult: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.LayerNorm(dim), nn.Linear(dim, dim * mult, bias=False), nn.GELU(), nn.Linear(dim * mult, dim, bias=False)
+        ops.LayerNorm(dim), ops.Linear(dim, dim * mult, bias=False), nn.GELU(), ops.Linear(dim * mult, dim, bias=False)
     )
 
 
 class Resampler(nn.Module):
-    def __init__(self, config: ResamplerConfig):
+    """`operations` and `compute_dtype` as for the UNet3D (models/unet3d.py)."""
+
+    def __init__(self, config: ResamplerConfig, operations=TORCH_OPERATIONS):
         super().__init__()
+        ops = check_operations(operations)
         self.config = config
+        self.compute_dtype = None
         self.latents = nn.Parameter(torch.randn(1, config.total_queries, config.dim) / config.dim**0.5)
-        self.proj_in = nn.Linear(config.embedding_dim, config.dim)
-        self.proj_out = nn.Linear(config.dim, config.output_dim)
-        self.norm_out = nn.LayerNorm(config.output_dim)
+        self.proj_in = ops.Linear(config.embedding_dim, config.dim)
+        self.proj_out = ops.Linear(config.dim, config.output_dim)
+        self.norm_out = ops.LayerNorm(config.output_dim)
         self.layers = nn.ModuleList(
-            nn.ModuleList(
-                [PerceiverAttention(config.dim, config.dim_head, config.heads), _feed_forward(config.dim, config.ff_mult)]
-            )
+            nn.ModuleList([PerceiverAttention(config.dim, config.dim_head, config.heads, ops),
+                           _feed_forward(ops, config.dim, config.ff_mult)])
             for _ in range(config.depth)
         )
 
@@ -65,9 +70,9 @@ class Resampler(nn.Module):
                 f"image tokens must be [B, N, {self.config.embedding_dim}] (CLIP vision last_hidden_state), "
                 f"got {list(image_tokens.shape)}"
             )
-        dtype = self.latents.dtype
+        dtype = self.compute_dtype or self.latents.dtype
         features = self.proj_in(image_tokens.to(dtype))
-        latents = self.latents.expand(image_tokens.shape[0], -1, -1)
+        latents = self.latents.to(dtype).expand(image_tokens.shape[0], -1, -1)
         for attend, feed_forward in self.layers:
             latents = attend(features, latents) + latents
             latents = feed_forward(latents) + latents

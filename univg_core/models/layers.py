@@ -9,21 +9,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 whatever the weight dtype, as the originals do."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
-
-
 def pointwise(projection: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a Linear, or a kernel-size-1 Conv1d/Conv2d (older checkpoints' layout),
-    to channel-last `x` as a matrix product."""
+    """Apply a Linear, or a kernel-size-1 Conv1d/Conv2d (older checkpoints' layout), to
+    channel-last `x` [N, L, C]. torch's own convolution runs as a matrix product; a host's
+    (which may cast or move its weights when called) is called as the module it is."""
     if isinstance(projection, nn.Linear):
         return projection(x)
-    return F.linear(x, projection.weight.flatten(1), projection.bias)
+    if type(projection) in (nn.Conv1d, nn.Conv2d):
+        return F.linear(x, projection.weight.flatten(1), projection.bias)
+    channels_first = x.transpose(1, 2)
+    if isinstance(projection, nn.Conv2d):
+        return projection(channels_first.unsqueeze(-1)).squeeze(-1).transpose(1, 2)
+    return projection(channels_first).transpose(1, 2)
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

@@ -8,26 +8,29 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import GroupNorm32, zero_init
+from .layers import zero_init
+from .operations import TORCH_OPERATIONS, float32_group_norm
 
 
 class TemporalConvBlock(nn.Module):
     """Four (3,1,1) convolutions along time with a residual; the last is zero-initialised
     so a fresh block is the identity. Input [b, c, t, h, w]."""
 
-    def __init__(self, channels: int, norm_groups: int = 32, dropout: float = 0.1):
+    def __init__(self, channels: int, norm_groups: int = 32, dropout: float = 0.1, operations=TORCH_OPERATIONS):
         super().__init__()
+        ops = operations
         kernel, padding = (3, 1, 1), (1, 0, 0)
         self.conv1 = nn.Sequential(
-            GroupNorm32(norm_groups, channels), nn.SiLU(), nn.Conv3d(channels, channels, kernel, padding=padding)
+            float32_group_norm(ops, norm_groups, channels), nn.SiLU(),
+            ops.Conv3d(channels, channels, kernel, padding=padding),
         )
 
         def later_conv() -> nn.Sequential:
             return nn.Sequential(
-                GroupNorm32(norm_groups, channels),
+                float32_group_norm(ops, norm_groups, channels),
                 nn.SiLU(),
                 nn.Dropout(dropout),
-                nn.Conv3d(channels, channels, kernel, padding=padding),
+                ops.Conv3d(channels, channels, kernel, padding=padding),
             )
 
         self.conv2 = later_conv()
@@ -51,25 +54,27 @@ class ResBlock(nn.Module):
         temporal_conv: bool = True,
         norm_groups: int = 32,
         dropout: float = 0.0,
+        operations=TORCH_OPERATIONS,
     ):
         super().__init__()
+        ops = operations
         out_channels = out_channels or channels
         self.in_layers = nn.Sequential(
-            GroupNorm32(norm_groups, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+            float32_group_norm(ops, norm_groups, channels), nn.SiLU(), ops.Conv2d(channels, out_channels, 3, padding=1)
         )
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
+        self.emb_layers = nn.Sequential(nn.SiLU(), ops.Linear(emb_channels, out_channels))
         self.out_layers = nn.Sequential(
-            GroupNorm32(norm_groups, out_channels),
+            float32_group_norm(ops, norm_groups, out_channels),
             nn.SiLU(),
             nn.Dropout(dropout),
-            zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
+            zero_init(ops.Conv2d(out_channels, out_channels, 3, padding=1)),
         )
         if out_channels == channels:
             self.skip_connection = nn.Identity()
         else:
-            self.skip_connection = nn.Conv2d(channels, out_channels, 1)
+            self.skip_connection = ops.Conv2d(channels, out_channels, 1)
         if temporal_conv:
-            self.temopral_conv = TemporalConvBlock(out_channels, norm_groups)
+            self.temopral_conv = TemporalConvBlock(out_channels, norm_groups, operations=ops)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, batch: int) -> torch.Tensor:
         h = self.in_layers(x)
@@ -84,18 +89,18 @@ class ResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=TORCH_OPERATIONS):
         super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.op = operations.Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, operations=TORCH_OPERATIONS):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = operations.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))

@@ -13,7 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import attention
-from .layers import GroupNorm32, pointwise, zero_init
+from .layers import pointwise, zero_init
+from .operations import TORCH_OPERATIONS, float32_group_norm
 
 
 class RelativePosition(nn.Module):
@@ -50,20 +51,22 @@ class Attention(nn.Module):
         image_gate: bool = False,
         relative_length: Optional[int] = None,
         dropout: float = 0.0,
+        operations=TORCH_OPERATIONS,
     ):
         super().__init__()
+        ops = operations
         inner = heads * head_dim
         context_dim = context_dim or query_dim
         self.heads = heads
-        self.to_q = nn.Linear(query_dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
+        self.to_q = ops.Linear(query_dim, inner, bias=False)
+        self.to_k = ops.Linear(context_dim, inner, bias=False)
+        self.to_v = ops.Linear(context_dim, inner, bias=False)
+        self.to_out = nn.Sequential(ops.Linear(inner, query_dim), nn.Dropout(dropout))
         self.image_scale = image_scale
         self.has_image_branch = image_branch
         if image_branch:
-            self.to_k_ip = nn.Linear(context_dim, inner, bias=False)
-            self.to_v_ip = nn.Linear(context_dim, inner, bias=False)
+            self.to_k_ip = ops.Linear(context_dim, inner, bias=False)
+            self.to_v_ip = ops.Linear(context_dim, inner, bias=False)
             if image_gate:
                 self.alpha = nn.Parameter(torch.tensor(0.0))
         self.relative_length = relative_length
@@ -120,9 +123,9 @@ class Attention(nn.Module):
 
 
 class GEGLU(nn.Module):
-    def __init__(self, dim_in: int, dim_out: int):
+    def __init__(self, dim_in: int, dim_out: int, operations=TORCH_OPERATIONS):
         super().__init__()
-        self.proj = nn.Linear(dim_in, dim_out * 2)
+        self.proj = operations.Linear(dim_in, dim_out * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
@@ -130,10 +133,10 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0):
+    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0, operations=TORCH_OPERATIONS):
         super().__init__()
         inner = dim * mult
-        self.net = nn.Sequential(GEGLU(dim, inner), nn.Dropout(dropout), nn.Linear(inner, dim))
+        self.net = nn.Sequential(GEGLU(dim, inner, operations), nn.Dropout(dropout), operations.Linear(inner, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -142,15 +145,17 @@ class FeedForward(nn.Module):
 class BasicTransformerBlock(nn.Module):
     """attn1 (self) -> attn2 (cross, or a second self-attention when context_dim is None) -> GEGLU FF."""
 
-    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: Optional[int] = None, **attn2_options):
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: Optional[int] = None,
+                 operations=TORCH_OPERATIONS, **attn2_options):
         super().__init__()
+        ops = operations
         relative_length = attn2_options.get("relative_length")
-        self.attn1 = Attention(dim, heads, head_dim, relative_length=relative_length)
-        self.ff = FeedForward(dim)
-        self.attn2 = Attention(dim, heads, head_dim, context_dim=context_dim, **attn2_options)
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.norm3 = nn.LayerNorm(dim)
+        self.attn1 = Attention(dim, heads, head_dim, relative_length=relative_length, operations=ops)
+        self.ff = FeedForward(dim, operations=ops)
+        self.attn2 = Attention(dim, heads, head_dim, context_dim=context_dim, operations=ops, **attn2_options)
+        self.norm1 = ops.LayerNorm(dim)
+        self.norm2 = ops.LayerNorm(dim)
+        self.norm3 = ops.LayerNorm(dim)
 
     def forward(self, x, context=None, image_context=None):
         x = self.attn1(self.norm1(x)) + x
@@ -158,10 +163,10 @@ class BasicTransformerBlock(nn.Module):
         return self.ff(self.norm3(x)) + x
 
 
-def _projection(linear: bool, conv_dims: int, channels_in: int, channels_out: int) -> nn.Module:
+def _projection(ops, linear: bool, conv_dims: int, channels_in: int, channels_out: int) -> nn.Module:
     if linear:
-        return nn.Linear(channels_in, channels_out)
-    conv = nn.Conv1d if conv_dims == 1 else nn.Conv2d
+        return ops.Linear(channels_in, channels_out)
+    conv = ops.Conv1d if conv_dims == 1 else ops.Conv2d
     return conv(channels_in, channels_out, kernel_size=1)
 
 
@@ -180,24 +185,27 @@ class SpatialTransformer(nn.Module):
         image_branch: bool = False,
         image_scale: float = 1.0,
         image_gate: bool = False,
+        operations=TORCH_OPERATIONS,
     ):
         super().__init__()
+        ops = operations
         inner = heads * head_dim
-        self.norm = GroupNorm32(norm_groups, channels, eps=1e-6)
-        self.proj_in = _projection(use_linear, 2, channels, inner)
+        self.norm = float32_group_norm(ops, norm_groups, channels, eps=1e-6)
+        self.proj_in = _projection(ops, use_linear, 2, channels, inner)
         self.transformer_blocks = nn.ModuleList(
             BasicTransformerBlock(
                 inner,
                 heads,
                 head_dim,
                 context_dim=context_dim,
+                operations=ops,
                 image_branch=image_branch,
                 image_scale=image_scale,
                 image_gate=image_gate,
             )
             for _ in range(depth)
         )
-        self.proj_out = zero_init(_projection(use_linear, 2, inner, channels))
+        self.proj_out = zero_init(_projection(ops, use_linear, 2, inner, channels))
 
     def forward(self, x, context=None, image_context=None):
         frames, channels, height, width = x.shape
@@ -222,15 +230,18 @@ class TemporalTransformer(nn.Module):
         use_linear: bool = True,
         norm_groups: int = 32,
         relative_length: Optional[int] = None,
+        operations=TORCH_OPERATIONS,
     ):
         super().__init__()
+        ops = operations
         inner = heads * head_dim
-        self.norm = GroupNorm32(norm_groups, channels, eps=1e-6)
-        self.proj_in = _projection(use_linear, 1, channels, inner)
+        self.norm = float32_group_norm(ops, norm_groups, channels, eps=1e-6)
+        self.proj_in = _projection(ops, use_linear, 1, channels, inner)
         self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(inner, heads, head_dim, relative_length=relative_length) for _ in range(depth)
+            BasicTransformerBlock(inner, heads, head_dim, relative_length=relative_length, operations=ops)
+            for _ in range(depth)
         )
-        self.proj_out = zero_init(_projection(use_linear, 1, inner, channels))
+        self.proj_out = zero_init(_projection(ops, use_linear, 1, inner, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, frames, height, width = x.shape

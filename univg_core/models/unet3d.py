@@ -18,7 +18,8 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from ..configs import UNetConfig
-from .layers import GroupNorm32, timestep_embedding, zero_init
+from .layers import timestep_embedding, zero_init
+from .operations import TORCH_OPERATIONS, check_operations, float32_group_norm
 from .resblock import Downsample, ResBlock, Upsample
 from .transformer import SpatialTransformer, TemporalTransformer
 
@@ -44,18 +45,24 @@ class UNetStage(nn.ModuleList):
 
 
 class UNet3D(nn.Module):
-    def __init__(self, config: UNetConfig):
+    """`operations`: the namespace its Linear/Conv/Norm layers are built from (torch.nn, or a
+    host's casting layers: models/operations.py). `compute_dtype`: the dtype it computes in when
+    that differs from its weights' (weights stored in fp8 and cast per layer); None: the weights'."""
+
+    def __init__(self, config: UNetConfig, operations=TORCH_OPERATIONS):
         super().__init__()
+        ops = self.operations = check_operations(operations)
         self.config = config
         self.gradient_checkpointing = False
+        self.compute_dtype: Optional[torch.dtype] = None
         mc, emb_dim, groups = config.model_channels, config.time_embed_dim, config.norm_groups
 
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(ops.Linear(mc, emb_dim), nn.SiLU(), ops.Linear(emb_dim, emb_dim))
         if config.fs_condition:
-            self.fps_embedding = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            self.fps_embedding = nn.Sequential(ops.Linear(mc, emb_dim), nn.SiLU(), ops.Linear(emb_dim, emb_dim))
             zero_init(self.fps_embedding[2])
 
-        self.input_blocks = nn.ModuleList([UNetStage([nn.Conv2d(config.in_channels, mc, 3, padding=1)])])
+        self.input_blocks = nn.ModuleList([UNetStage([ops.Conv2d(config.in_channels, mc, 3, padding=1)])])
         if config.addition_attention:
             self.init_attn = UNetStage(
                 [
@@ -67,6 +74,7 @@ class UNet3D(nn.Module):
                         use_linear=False,  # the originals build this one with conv projections
                         norm_groups=groups,
                         relative_length=self._relative_length(),
+                        operations=ops,
                     )
                 ]
             )
@@ -82,7 +90,7 @@ class UNet3D(nn.Module):
                 self.input_blocks.append(UNetStage(layers))
                 skip_channels.append(ch)
             if level != len(config.channel_mult) - 1:
-                self.input_blocks.append(UNetStage([Downsample(ch)]))
+                self.input_blocks.append(UNetStage([Downsample(ch, ops)]))
                 skip_channels.append(ch)
                 ds *= 2
 
@@ -96,12 +104,12 @@ class UNet3D(nn.Module):
                 if ds in config.attention_resolutions:
                     layers += self._transformers(ch)
                 if level and i == config.num_res_blocks:
-                    layers.append(Upsample(ch))
+                    layers.append(Upsample(ch, ops))
                     ds //= 2
                 self.output_blocks.append(UNetStage(layers))
 
         self.out = nn.Sequential(
-            GroupNorm32(groups, ch), nn.SiLU(), zero_init(nn.Conv2d(mc, config.out_channels, 3, padding=1))
+            float32_group_norm(ops, groups, ch), nn.SiLU(), zero_init(ops.Conv2d(mc, config.out_channels, 3, padding=1))
         )
 
     def _relative_length(self) -> Optional[int]:
@@ -109,7 +117,8 @@ class UNet3D(nn.Module):
 
     def _resblock(self, channels_in: int, channels_out: int) -> ResBlock:
         c = self.config
-        return ResBlock(channels_in, c.time_embed_dim, channels_out, temporal_conv=c.temporal_conv, norm_groups=c.norm_groups)
+        return ResBlock(channels_in, c.time_embed_dim, channels_out, temporal_conv=c.temporal_conv,
+                        norm_groups=c.norm_groups, operations=self.operations)
 
     def _transformers(self, ch: int) -> list[nn.Module]:
         c = self.config
@@ -126,6 +135,7 @@ class UNet3D(nn.Module):
                 image_branch=c.image_cross_attention,
                 image_scale=c.image_cross_attention_scale,
                 image_gate=c.image_cross_attention_scale_learnable,
+                operations=self.operations,
             )
         ]
         if c.temporal_attention:
@@ -138,13 +148,15 @@ class UNet3D(nn.Module):
                     use_linear=c.use_linear,
                     norm_groups=c.norm_groups,
                     relative_length=self._relative_length(),
+                    operations=self.operations,
                 )
             )
         return layers
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.out[2].weight.dtype
+        """The dtype it computes in."""
+        return self.compute_dtype or self.out[2].weight.dtype
 
     def _one_per_batch_entry(self, value, batch: int, device, default: Number) -> torch.Tensor:
         if value is None:
@@ -253,7 +265,7 @@ def expand_input_channels(unet: UNet3D, channels: int) -> UNet3D:
         raise ValueError(f"expand_input_channels: cannot shrink {old} input channels to {channels}")
     if channels == old:
         return unet
-    wider = nn.Conv2d(channels, conv.out_channels, 3, padding=1, device=conv.weight.device, dtype=conv.weight.dtype)
+    wider = type(conv)(channels, conv.out_channels, 3, padding=1, device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         wider.weight.zero_()
         wider.weight[:, :old] = conv.weight
