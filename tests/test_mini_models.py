@@ -407,3 +407,23 @@ def test_image_to_video_keeps_the_images_background_and_often_its_object_colour(
                    "F_B (3000 steps on 240 clips, object cells weighing 5) keeps it in 5 of 10")
 def test_image_to_video_keeps_the_images_object_colour(image_to_videos):
     assert sum(found.colour == spec.colour for spec, found in image_to_videos) >= 9, _image_report(image_to_videos)
+
+
+def test_f_a_with_bf16_weights_for_50_steps_animates_as_in_fp32(renderer):
+    """UniVG Mini's F_A over 50 DDIM steps with its weights in bf16 (computing in bf16; GroupNorm
+    in fp32): the example image animated within half a level of 255 of the fp32 video on average, the
+    detector reading the same red object moving right (docs/gpu_and_memory.md)."""
+    import torch
+
+    from univg_core.mini.world import EXAMPLE_CAPTION, example_image
+
+    videos = {dtype: renderer.animate(ANIMATION, example_image(), EXAMPLE_CAPTION, 0, steps=50, dtype=dtype,
+                                      guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T)
+              for dtype in (torch.float32, torch.bfloat16)}
+    full, bf16 = videos[torch.float32].astype(float), videos[torch.bfloat16].astype(float)
+    difference = np.abs(bf16 - full).mean()
+    print(f"F_A bf16 vs fp32, 50 steps: {difference:.2f} levels on average")
+    assert renderer.model(ANIMATION, torch.bfloat16).unet.dtype == torch.bfloat16
+    assert difference < 0.5, difference
+    read, read_bf16 = detect(videos[torch.float32]), detect(videos[torch.bfloat16])
+    assert (read_bf16.colour, read_bf16.motion) == (read.colour, read.motion) == ("red", "right"), (read, read_bf16)

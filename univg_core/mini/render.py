@@ -45,10 +45,12 @@ class MiniRenderer:
         self._tokens: dict[str, torch.Tensor] = {}
         self._features: dict[bytes, torch.Tensor] = {}
 
-    def model(self, path: str | Path) -> LoadedCheckpoint:
-        if str(path) not in self._models:
-            self._models[str(path)] = load_checkpoint(path, dtype=torch.float32, device="cpu")
-        return self._models[str(path)]
+    def model(self, path: str | Path, dtype: torch.dtype = torch.float32) -> LoadedCheckpoint:
+        """The UNet file at `path`, its weights in `dtype` (it computes in it)."""
+        key = f"{path} {dtype}"
+        if key not in self._models:
+            self._models[key] = load_checkpoint(path, dtype=dtype, device="cpu")
+        return self._models[key]
 
     def tokens(self, caption: str) -> torch.Tensor:
         if caption not in self._tokens:
@@ -142,20 +144,21 @@ class MiniRenderer:
 
     def animate(self, animation: str | Path, first_frame: np.ndarray, caption: str, seed: int, frames: int = 8,
                 steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
-                sampler: str = "ddim", guidance_from_t: int = 0) -> np.ndarray:
+                sampler: str = "ddim", guidance_from_t: int = 0, dtype: torch.dtype = torch.float32) -> np.ndarray:
         """first_frame: uint8 [H, W, 3]; sampling starts from the BGN condition at t_n (default:
         the model's window, or 990 for a model trained without BGN); text guidance only at
-        t >= guidance_from_t."""
+        t >= guidance_from_t; the UNet in `dtype`."""
         return self.animate_many(animation, [first_frame], [caption], [seed], frames, steps, text_weight, t_n,
-                                 sampler, guidance_from_t)[0]
+                                 sampler, guidance_from_t, dtype)[0]
 
     @torch.no_grad()
     def animate_many(self, animation: str | Path, first_frames: Sequence[np.ndarray], captions: Sequence[str],
                      seeds: Sequence[int], frames: int = 8, steps: int = 25, text_weight: float = 7.5,
-                     t_n: Optional[int] = None, sampler: str = "ddim", guidance_from_t: int = 0) -> list[np.ndarray]:
+                     t_n: Optional[int] = None, sampler: str = "ddim", guidance_from_t: int = 0,
+                     dtype: torch.dtype = torch.float32) -> list[np.ndarray]:
         """animate for a batch: video i from first_frames[i], captions[i] and seeds[i], sampled together."""
         self._check_batch(captions, seeds, first_frames=first_frames)
-        model = self.model(animation)
+        model = self.model(animation, dtype)
         first_latent = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in first_frames])
         t_n = t_n if t_n is not None else start_timestep(model.config, "animation")
         t_m = min(model.config.bgn_t_m or 0, t_n - 1)
