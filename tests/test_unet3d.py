@@ -213,3 +213,26 @@ def test_full_size_model_builds_on_meta():
     with torch.device("meta"):
         unet = UNet3D(get_preset("videocrafter2_t2v_512").unet)
     assert 1.3e9 < sum(p.numel() for p in unet.parameters()) < 1.5e9
+
+
+def test_query_chunked_attention_equals_single_call(monkeypatch):
+    """A budget for the score matrix that splits every spatial attention over its queries (and a
+    row budget under one query's scores: a clear error)."""
+    config, unet, image_proj = tiny_models("dynamicrafter_512")
+    x, t, text, clip_tokens = tiny_inputs(config)
+    whole = run(unet, image_proj, x, t, text, clip_tokens)
+    calls = []
+    real = attention.F.scaled_dot_product_attention
+
+    def counted(q, k, v):
+        calls.append((q.shape[2], k.shape[2]))
+        return real(q, k, v)
+
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", counted)
+    monkeypatch.setattr(attention, "MAX_SCORE_BYTES", 2 * 4 * 2 * 64 * 4 * 5)  # 5 rows of 64 keys, batch 8 x 2 heads
+    chunked = run(unet, image_proj, x, t, text, clip_tokens)
+    torch.testing.assert_close(whole, chunked, atol=1e-5, rtol=1e-5)
+    self_attention = [queries for queries, keys in calls if keys == 64]
+    assert self_attention and max(self_attention) <= 5  # 64-token frames in pieces of 5 queries
+    with pytest.raises(ValueError, match="one query's scores"):
+        attention.query_chunk(8, 2, 64, 77, 100)

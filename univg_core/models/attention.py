@@ -8,7 +8,8 @@ dim, a backward pass) uses SDPA; a kernel that fails to compile or launch is rep
 once and its variant uses SDPA from then on, so a render never dies on a kernel.
 Temporal attention runs over a huge batch (B*H*W sequences of a few frames), so SDPA
 calls are split along the batch so that no single launch exceeds `MAX_BATCH_HEADS`
-(CUDA kernels cap their grid near 65535 and memory stays bounded).
+(CUDA kernels cap their grid near 65535 and memory stays bounded); a call whose score matrix
+would pass `MAX_SCORE_BYTES` (should SDPA fall back to its math form) is split over its queries.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import torch.nn.functional as F
 log = logging.getLogger("univg")
 
 MAX_BATCH_HEADS = 65535
+# the largest float32 score matrix one SDPA call may need if it falls back to its math form
+# (fused kernels never build it); longer calls are split over their queries
+MAX_SCORE_BYTES = 1 << 30
 BACKEND_ENV = "UNIVG_ATTENTION"
 BACKENDS = ("auto", "sdpa", "triton")
 MIN_CUDA_CAPABILITY = (8, 0)
@@ -118,6 +122,28 @@ def _batch_chunks(batch: int, heads: int):
         yield slice(start, min(batch, start + step))
 
 
+def query_chunk(batch: int, heads: int, queries: int, keys: int, max_score_bytes: int) -> int:
+    """How many queries one SDPA call may take so that its float32 scores fit `max_score_bytes`;
+    a clear error when not even one query row fits."""
+    row = batch * heads * keys * 4
+    if row > max_score_bytes:
+        raise ValueError(f"attention over {keys} keys for {batch} x {heads} (batch x heads) needs {row} bytes "
+                         f"for one query's scores, more than the budget of {max_score_bytes}: raise the budget "
+                         "or attend over fewer frames at once")
+    return min(queries, max_score_bytes // row)
+
+
+def _sdpa_by_queries(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    batch, heads, queries = q.shape[:3]
+    step = query_chunk(batch, heads, queries, k.shape[2], MAX_SCORE_BYTES)
+    if step >= queries:
+        return F.scaled_dot_product_attention(q, k, v)
+    out = q.new_empty(*q.shape[:-1], v.shape[-1])
+    for start in range(0, queries, step):  # each query's softmax reads only its own row of scores
+        out[:, :, start:start + step] = F.scaled_dot_product_attention(q[:, :, start:start + step], k, v)
+    return out
+
+
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if q.device.type == "meta":
         # memory planning runs the model on meta tensors, where SDPA falls back to its math form
@@ -125,10 +151,10 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return q.new_empty(*q.shape[:-1], v.shape[-1])
     batch, heads = q.shape[0], q.shape[1]
     if batch * heads <= MAX_BATCH_HEADS:
-        return F.scaled_dot_product_attention(q, k, v)
+        return _sdpa_by_queries(q, k, v)
     out = torch.empty_like(q)
     for part in _batch_chunks(batch, heads):
-        out[part] = F.scaled_dot_product_attention(q[part], k[part], v[part])
+        out[part] = _sdpa_by_queries(q[part], k[part], v[part])
     return out
 
 
