@@ -332,9 +332,9 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 
 def test_fp8_stored_weights_predict_within_tolerance_of_fp16_and_fp32(pack):
     """Weights stored in fp8 (half of fp16's memory) and cast to the compute dtype (fp32 on a
-    CPU) per layer: finite, and within 50% of fp32's prediction on these random weights, a
-    third of whose values fp8 cannot hold closely (trained weights lose far less: the Mini in
-    tests/test_host_mini.py, and docs/gpu_and_memory.md); fp16 within 0.5%."""
+    CPU) per layer: finite, and within 50% of fp32's prediction on these random weights
+    (trained weights lose far less: the Mini in tests/test_host_mini.py, and
+    docs/gpu_and_memory.md); fp16 within 0.5%."""
     outputs, stored = {}, {}
     for dtype in ("fp32", "fp16", "fp8_e4m3fn", "fp8_e5m2"):
         patcher, config = make_patcher(pack, "videocrafter1_i2v_512", dtype=dtype, host_layers=True)
