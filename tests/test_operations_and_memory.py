@@ -108,8 +108,8 @@ def test_a_namespace_without_a_layer_class_is_refused_by_name():
         check_operations(not_a_linear)
 
 
-# (videos, latent frames, height, width); at 48 x 64 a materialised score matrix would be ten
-# times the activations, so the estimate must follow the fused attention the CPU runs
+# (videos, latent frames, height, width); at 48 x 64 a materialised score matrix would be 2.5
+# times the whole activation peak, so the estimate must follow the fused attention the CPU runs
 MEMORY_SHAPES = [(1, 4, 8, 8), (2, 4, 16, 16), (1, 8, 16, 24), (3, 2, 8, 16), (1, 2, 48, 64)]
 
 
