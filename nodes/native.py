@@ -9,6 +9,7 @@ UniVG First-Frame Conditioning)."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -27,6 +28,7 @@ from .conditioning import CONCAT_LATENT, FPS, IMAGE_TOKENS
 from .previews import latent_rgb_for
 
 FRAMES = "univg_frames"
+log = logging.getLogger("univg")
 
 
 class UniVGLatentFormat(comfy.latent_formats.LatentFormat):
@@ -119,8 +121,13 @@ class UniVGNativeModel(comfy.model_base.BaseModel):
         batch, height, width = int(input_shape[0]), int(input_shape[-2]), int(input_shape[-1])
         frames = max(1, min(batch, config.temporal_length or 16))
         image_tokens = univg.image_proj.config.total_queries if univg.has_image_branch else None
-        return planned_activation_bytes(config, math.ceil(batch / frames), frames, height, width,
-                                        univg.compute_dtype, image_tokens=image_tokens)
+        try:
+            return planned_activation_bytes(config, math.ceil(batch / frames), frames, height, width,
+                                            univg.compute_dtype, image_tokens=image_tokens)
+        except Exception as error:  # the meta-device pass leans on PyTorch's dispatch internals
+            log.warning("UniVG: memory planning on the meta device failed (%s: %s); using ComfyUI's estimate",
+                        type(error).__name__, error)
+            return super().memory_required(input_shape, cond_shapes)
 
     def extra_conds(self, **kwargs):
         univg = self.diffusion_model

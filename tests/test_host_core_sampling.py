@@ -371,3 +371,15 @@ def test_comfyuis_memory_planning_asks_the_univg_model_for_a_whole_video(pack):
     assert patcher.memory_required([2 * length, 4, SIZE, SIZE]) > 1.8 * one
     bf16, _ = make_patcher(pack, "dynamicrafter_512", dtype="bf16", host_layers=True)
     assert bf16.memory_required([length, 4, SIZE, SIZE]) < 0.75 * one
+
+
+def test_memory_planning_falls_back_to_comfyuis_estimate_with_a_warning(pack, monkeypatch, caplog):
+    patcher, config = make_patcher(pack, "univg_base")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no dispatch mode here")
+
+    monkeypatch.setattr(pack["native"], "planned_activation_bytes", broken)
+    with caplog.at_level("WARNING", logger="univg"):
+        estimate = patcher.memory_required([FRAMES, 4, SIZE, SIZE])
+    assert estimate > 0 and "using ComfyUI's estimate" in caplog.text
