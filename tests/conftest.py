@@ -51,6 +51,11 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """L2 of the difference over L2 of `expected`, in float32."""
+    return ((got.float() - expected.float()).norm() / expected.float().norm()).item()
+
+
 def tiny_config(family: str) -> ModelConfig:
     return get_preset(f"tiny_{family}")
 

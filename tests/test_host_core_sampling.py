@@ -14,7 +14,7 @@ import importlib
 import pytest
 import torch
 
-from conftest import tiny_models
+from conftest import relative_error, tiny_models
 from univg_core.checkpoints.loading import LoadedCheckpoint
 from univg_core.diffusion import pipelines
 from univg_core.models.memory import planned_activation_bytes
@@ -324,10 +324,6 @@ def test_a_partially_loaded_univg_model_renders_what_the_fully_loaded_one_does(p
 
     torch.testing.assert_close(partial, full, rtol=1e-4, atol=1e-5)
     assert (full - unpatched).abs().max() > 1e-2
-
-
-def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((got.float() - expected.float()).norm() / expected.float().norm()).item()
 
 
 def test_fp8_stored_weights_predict_within_tolerance_of_fp16_and_fp32(pack):

@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import randomize_, tiny_models
+from conftest import randomize_, relative_error, tiny_models
 from univg_core.configs import get_preset
 from univg_core.diffusion import pipelines
 from univg_core.diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
@@ -19,10 +19,6 @@ from univg_core.models.unet3d import UNet3D
 
 # VideoCrafter2's channels (320 / 640), head width (64) and text width (1024), two levels deep
 REAL_WIDTH = dataclasses.replace(get_preset("videocrafter2_t2v_512").unet, channel_mult=(1, 2), num_res_blocks=1)
-
-
-def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((got.float() - expected.float()).norm() / expected.float().norm()).item()
 
 
 @pytest.fixture(scope="module")
