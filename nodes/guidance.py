@@ -4,6 +4,7 @@ the positive and negative prompts, the image tokens and null image of UniVG Mult
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 import torch
 
@@ -28,11 +29,12 @@ def text_tokens(conditioning, what: str, model: UniVGModel, device, dtype) -> to
 
 def guided_denoiser(
     model: UniVGModel, positive, negative, w_text: float, w_image: float, fps: int, device, use_image: bool = True,
-    guidance_from_t: int = 0,
+    guidance_from_t: int = 0, branches_per_call: Optional[int] = None,
 ):
     """UniVG guidance V = F(0) + w_T (F(T) - F(0)) + w_I (F(I) - F(0)) over this model, with
     F(0) = (negative text, null image), F(T) = (positive text, null image), F(I) = (negative text, image);
-    below timestep guidance_from_t the nonzero weights are 1."""
+    below timestep guidance_from_t the nonzero weights are 1; one UNet call batches up to
+    branches_per_call of the branches (None: all)."""
     dtype = model.unet.dtype
     positive_text = text_tokens(positive, "positive", model, device, dtype)
     negative_text = text_tokens(negative, "negative", model, device, dtype)
@@ -61,5 +63,5 @@ def guided_denoiser(
 
     return make_guided_denoiser(
         interruptible, "multi", conditions, w_text, w_image, guidance_rescale=model.config.guidance_rescale,
-        guidance_from_t=guidance_from_t,
+        guidance_from_t=guidance_from_t, branches_per_call=branches_per_call,
     )

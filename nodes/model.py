@@ -17,6 +17,7 @@ import comfy.ops
 from ..univg_core.checkpoints import LoadedCheckpoint
 from ..univg_core.configs import ModelConfig
 from ..univg_core.diffusion.schedule import alphas_cumprod_for, scale_arr_for
+from ..univg_core.models.memory import branches_that_fit
 from ..univg_core.models.operations import store_layer_weights, weight_layers
 from .native import UniVGNativeModel
 
@@ -157,11 +158,22 @@ def univg_model(model) -> UniVGModel:
     return inner
 
 
-def load_to_device(patcher, batch_shape: Optional[tuple[int, ...]] = None) -> tuple[UniVGModel, torch.device]:
+def load_to_device(patcher, branch_shape: Optional[tuple[int, ...]] = None,
+                   branches: int = 1) -> tuple[UniVGModel, torch.device, int]:
     """Ask ComfyUI's memory manager to put the model on its device (it may offload others, or load
-    this one partially), leaving room for a UNet call on `batch_shape` [videos x frames x guidance
-    branches, C, h, w] when given."""
+    this one partially), leaving room for UNet calls on `branch_shape` [videos x frames, C, h, w]:
+    for all `branches` of guidance batched if it can make that room, for one at the least. Returns
+    the model, its device and how many branches one call batches in the memory left."""
     inner = univg_model(patcher)
-    needed = patcher.model.memory_required(list(batch_shape)) if batch_shape is not None else 0
-    comfy.model_management.load_models_gpu([patcher], memory_required=needed)
-    return inner, patcher.load_device
+    if branch_shape is None:
+        comfy.model_management.load_models_gpu([patcher])
+        return inner, patcher.load_device, branches
+    one = patcher.model.memory_required(list(branch_shape))
+    batched = patcher.model.memory_required([branches * branch_shape[0], *branch_shape[1:]])
+    comfy.model_management.load_models_gpu([patcher], memory_required=batched, minimum_memory_required=one)
+    free = comfy.model_management.get_free_memory(patcher.load_device)
+    per_call = branches_that_fit(free, one, branches)
+    if per_call < branches:
+        log.info("UniVG: %.2f GiB free, %.2f GiB per guidance branch: %d of the %d branches per UNet call",
+                 free / 2**30, one / 2**30, per_call, branches)
+    return inner, patcher.load_device, per_call

@@ -52,12 +52,14 @@ def check_size(width: int, height: int, multiple: int = 64) -> None:
 
 
 
-def batch_shape(frames: int, height: int, width: int, text_weight: float, image_weight: float,
-                channels: int = 4) -> tuple[int, int, int, int]:
-    """The batch one guided UNet call sees (the guidance branches batched: the null branch, text
-    when w_T is not 0, image when w_I is not 0), frames as the batch, latent height and width."""
-    branches = 1 + bool(text_weight) + bool(image_weight)
-    return (branches * frames, channels, height // 8, width // 8)
+def branch_shape(frames: int, height: int, width: int, channels: int = 4) -> tuple[int, int, int, int]:
+    """The batch one guidance branch's UNet call sees: frames as the batch, latent height and width."""
+    return (frames, channels, height // 8, width // 8)
+
+
+def guidance_branches(text_weight: float, image_weight: float) -> int:
+    """The null branch, text when w_T is not 0, image when w_I is not 0."""
+    return 1 + bool(text_weight) + bool(image_weight)
 
 
 def _common_inputs(steps: int, frames: bool = True) -> dict:
@@ -107,11 +109,12 @@ class UniVGBaseSampler:
                ddim_final_step="original", guidance_from_t=0):
         require_finite(text_weight=text_weight, image_weight=image_weight)
         check_size(width, height)
-        inner, device = load_to_device(model, batch_shape(frames, height, width, text_weight, image_weight))
+        inner, device, per_call = load_to_device(model, branch_shape(frames, height, width),
+                                                 guidance_branches(text_weight, image_weight))
         if inner.is_animation:
             raise ValueError("this is an animation model (first-frame concat): use UniVG Animation Sampler")
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,
-                                  guidance_from_t=guidance_from_t)
+                                  guidance_from_t=guidance_from_t, branches_per_call=per_call)
         alphas_cumprod, scale_arr = inner.schedule_tensors()
         shape = (1, inner.latent_channels, frames, height // 8, width // 8)
         # drawn in the LATENT layout [frames, C, h, w], as core KSampler draws it: the same seed gives both the same noise
@@ -156,7 +159,8 @@ class UniVGAnimationSampler:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         height, width = image.shape[1], image.shape[2]
         check_size(width, height)
-        inner, device = load_to_device(model, batch_shape(frames, height, width, text_weight, image_weight))
+        inner, device, per_call = load_to_device(model, branch_shape(frames, height, width),
+                                                 guidance_branches(text_weight, image_weight))
         if not inner.is_animation:
             raise ValueError(
                 f"this model takes {inner.in_channels} input channels; the animation sampler needs an animation "
@@ -166,7 +170,7 @@ class UniVGAnimationSampler:
         t_n = bgn_t_n if bgn_t_n >= 0 else start_timestep(config, "animation")
         first = pixels_to_model_latent(vae, image[:1], inner).to(device)[:, :, 0]
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,
-                                  guidance_from_t=guidance_from_t)
+                                  guidance_from_t=guidance_from_t, branches_per_call=per_call)
         alphas_cumprod, scale_arr = inner.schedule_tensors()
         with torch.no_grad():
             video = pipelines.animate(
@@ -204,7 +208,8 @@ class UniVGUpscaler:
                 "fps": FPS_INPUT,
                 "tile_frames": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "frames per UNet call"}),
                 "tile_size": ("INT", {"default": 512, "min": 64, "max": 4096, "step": 64,
-                                      "tooltip": "pixel width of a spatial tile (height: 5/8 of it)"}),
+                                      "tooltip": "pixel width of a spatial tile of the UNet's calls (height: 5/8 of "
+                                                 "it); frames wider or taller are also VAE-encoded in tiles this size"}),
             },
             "optional": {
                 "latent": ("LATENT", {"tooltip": "low-resolution frames, e.g. from a UniVG sampler"}),
@@ -235,19 +240,20 @@ class UniVGUpscaler:
             images = decode_latents(vae, latent["samples"])
         tile_w = tile_size // 8
         tile_h = max(8, (tile_w * 5 // 8) // 8 * 8)
-        tile_shape = batch_shape(min(tile_frames, images.shape[0]), min(tile_h, height // 8) * 8,
-                                 min(tile_w, width // 8) * 8, text_weight, 0.0)
-        inner, device = load_to_device(model, tile_shape)
+        tile_shape = branch_shape(min(tile_frames, images.shape[0]), min(tile_h, height // 8) * 8,
+                                  min(tile_w, width // 8) * 8)
+        inner, device, per_call = load_to_device(model, tile_shape, guidance_branches(text_weight, 0.0))
         if inner.is_animation:
             raise ValueError("this is an animation model; the upscaler needs a text-only super-resolution model")
         if strength < 0:
             t_n = start_timestep(inner.config, "super_resolution")
             strength = t_n / inner.config.schedule.timesteps
-        denoise = guided_denoiser(inner, positive, negative, text_weight, 0.0, fps, device, use_image=False)
+        denoise = guided_denoiser(inner, positive, negative, text_weight, 0.0, fps, device, use_image=False,
+                                  branches_per_call=per_call)
         alphas_cumprod, _ = inner.schedule_tensors()
         with torch.no_grad():
             video = pipelines.super_resolve(
-                denoise, model_space_encoder(vae, inner, device), None, images[..., :3].movedim(-1, 1) * 2 - 1,
+                denoise, model_space_encoder(vae, inner, device, tile=tile_size), None, images[..., :3].movedim(-1, 1) * 2 - 1,
                 alphas_cumprod, inner.config.prediction, height=height, width=width, vae_chunk=4,
                 before_each_chunk=check_interrupt, strength=strength, steps=steps, generator=seeded_generator(seed),
                 tile=(tile_frames, tile_h, tile_w), overlap=(min(4, tile_frames // 4), min(8, tile_h // 4)),

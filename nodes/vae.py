@@ -20,6 +20,11 @@ def check_decoded(images: torch.Tensor) -> None:
                          "the VAE's weights are damaged or it is not this model's VAE; reload or restore the VAE file")
 
 
+def check_tile_size(tile_size: int) -> None:
+    if tile_size and (tile_size < 64 or tile_size % 32):
+        raise ValueError(f"tile_size must be 0 (whole frames) or a multiple of 32 from 64 pixels up, got {tile_size}")
+
+
 class UniVGVAEDecode:
     @classmethod
     def INPUT_TYPES(cls):
@@ -31,7 +36,13 @@ class UniVGVAEDecode:
                                              "tooltip": "frames decoded per VAE call: lower it to save memory"}),
                 "keep_first_frame": ("BOOLEAN", {"default": True,
                                                  "tooltip": "animation: frame 0 is the input image itself, pixel for pixel"}),
-            }
+            },
+            "optional": {
+                "tile_size": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 32,
+                                      "tooltip": "0: whole frames (ComfyUI switches to tiles itself if the device runs "
+                                                 "out of memory); N: each frame in tiles of N pixels, blended where "
+                                                 "they overlap (a quarter of a tile): less memory for large frames"}),
+            },
         }
 
     RETURN_TYPES = ("IMAGE",)
@@ -41,7 +52,7 @@ class UniVGVAEDecode:
     DESCRIPTION = "Decodes a video's latents to frames in chunks, with progress and interrupt between chunks."
     SEARCH_ALIASES = ["video decode", "vae decode video", "latents to frames"]
 
-    def decode(self, samples, vae, frames_per_chunk, keep_first_frame):
+    def decode(self, samples, vae, frames_per_chunk, keep_first_frame, tile_size=0):
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         latents = samples["samples"]
@@ -50,7 +61,8 @@ class UniVGVAEDecode:
         if not torch.isfinite(latents).all():
             raise ValueError("UniVG Video VAE Decode: the latents hold NaN/inf: the node that made them (the sampler) "
                              "produced them; nothing was decoded")
-        images = decode_latents(vae, latents, frames_per_chunk, chunk_progress(latents.shape[0]))
+        check_tile_size(tile_size)
+        images = decode_latents(vae, latents, frames_per_chunk, chunk_progress(latents.shape[0]), tile=tile_size)
         check_decoded(images)
         first = samples.get("univg_first_frame")
         if keep_first_frame and first is not None and tuple(first.shape[1:3]) == tuple(images.shape[1:3]):
@@ -67,7 +79,13 @@ class UniVGVAEEncode:
                 "vae": ("VAE", {"tooltip": "the model's VAE (the UniVG loader's, or Load VAE)"}),
                 "frames_per_chunk": ("INT", {"default": 4, "min": 1, "max": 256,
                                              "tooltip": "frames encoded per VAE call: lower it to save memory"}),
-            }
+            },
+            "optional": {
+                "tile_size": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 32,
+                                      "tooltip": "0: whole frames (ComfyUI switches to tiles itself if the device runs "
+                                                 "out of memory); N: each frame in tiles of N pixels, blended where "
+                                                 "they overlap (a quarter of a tile): less memory for large frames"}),
+            },
         }
 
     RETURN_TYPES = ("LATENT",)
@@ -77,10 +95,12 @@ class UniVGVAEEncode:
     DESCRIPTION = "Encodes a video's frames to latents in chunks, with progress and interrupt between chunks."
     SEARCH_ALIASES = ["video encode", "vae encode video", "frames to latents"]
 
-    def encode(self, images, vae, frames_per_chunk):
+    def encode(self, images, vae, frames_per_chunk, tile_size=0):
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
         height, width = images.shape[1], images.shape[2]
         if height % 8 or width % 8:
             raise ValueError(f"image size must be a multiple of 8, got {width}x{height}: add an Image Scale node")
-        return ({"samples": encode_images(vae, images, frames_per_chunk, chunk_progress(images.shape[0]))},)
+        check_tile_size(tile_size)
+        return ({"samples": encode_images(vae, images, frames_per_chunk, chunk_progress(images.shape[0]),
+                                          tile=tile_size)},)

@@ -379,3 +379,34 @@ def test_memory_planning_falls_back_to_comfyuis_estimate_with_a_warning(pack, mo
     with caplog.at_level("WARNING", logger="univg"):
         estimate = patcher.memory_required([FRAMES, 4, SIZE, SIZE])
     assert estimate > 0 and "using ComfyUI's estimate" in caplog.text
+
+
+def test_univg_samplers_run_guidance_branches_one_after_another_when_memory_is_short(pack, monkeypatch):
+    """With free memory for fewer than the three branches after loading, the UniVG Base Sampler
+    batches as many as fit (here one) and renders the latents of the batched call."""
+    import comfy.model_management
+
+    patcher, config = make_patcher(pack, "univg_base")
+    positive, negative = conditionings(pack, config)
+    inner = pack["model"].univg_model(patcher)
+    one_branch = patcher.model.memory_required([FRAMES, 4, SIZE, SIZE])
+    batches, real_forward = [], inner.unet.forward
+
+    def counting(x, *args, **kwargs):
+        batches.append(x.shape[0])
+        return real_forward(x, *args, **kwargs)
+
+    def render():
+        batches.clear()
+        return pack["samplers"].UniVGBaseSampler().sample(
+            patcher, positive, negative, seed=3, steps=2, text_weight=5.0, image_weight=2.0, frames=FRAMES, fps=8,
+            sampler="dpmpp_2m", width=SIZE * 8, height=SIZE * 8)[0]["samples"]
+
+    monkeypatch.setattr(inner.unet, "forward", counting)
+    batched = render()
+    assert batches == [3, 3]  # this machine's free memory holds the three branches of a 4-frame video
+    monkeypatch.setattr(comfy.model_management, "get_free_memory", lambda *args, **kwargs: int(1.5 * one_branch))
+    one_at_a_time = render()
+    assert batches == [1] * 6
+    torch.testing.assert_close(one_at_a_time, batched, rtol=1e-5, atol=1e-5)
+

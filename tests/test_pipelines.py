@@ -67,6 +67,31 @@ def test_animation_keeps_first_frame_and_every_branch_sees_the_concat():
     assert channels_seen == [8] * 3  # one batched call per step, all three branches with the concat
 
 
+@pytest.mark.parametrize("branches_per_call, batches", [(None, [3]), (2, [2, 1]), (1, [1, 1, 1])])
+def test_guidance_branches_in_fewer_per_call_give_the_batched_output(branches_per_call, batches):
+    """Run one after another when memory is short, the three branches of multi-condition guidance
+    give the batched call's guided output (float tolerance: a batch of 1 and of 3 may take
+    different kernels), in calls of the asked sizes."""
+    config, unet, image_proj = tiny_models("univg_base")
+    conds = conditions(config, image_proj)
+    seen = []
+
+    def model(x, t, text, image):
+        seen.append(x.shape[0])
+        return unet(x, t, context=text, image_context=image, fs=8)
+
+    x = torch.randn(1, 4, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    t = torch.tensor([500])
+    with torch.no_grad():
+        reference = make_guided_denoiser(model, "multi", conds, 7.5, 2.0)(x, t)
+        seen.clear()
+        split = make_guided_denoiser(model, "multi", conds, 7.5, 2.0, branches_per_call=branches_per_call)(x, t)
+    assert seen == batches
+    torch.testing.assert_close(split, reference, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="branches_per_call must be at least 1"):
+        make_guided_denoiser(model, "multi", conds, 7.5, 2.0, branches_per_call=0)
+
+
 def local_denoiser(x, t):
     # depends on each latent position alone, so tiling cannot change it
     return torch.tanh(x) * (1 + t.view(-1, 1, 1, 1, 1) / 1000)

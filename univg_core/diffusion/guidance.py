@@ -108,21 +108,35 @@ def _batchable(conditions: Sequence[Condition]) -> bool:
     return True
 
 
-def evaluate_conditions(
-    model: ModelFn, x: torch.Tensor, t: torch.Tensor, conditions: Sequence[Condition]
-) -> list[torch.Tensor]:
-    """Model outputs for every condition: one batched call when the token shapes agree,
-    one call per condition otherwise (e.g. a long prompt against an empty negative)."""
+def _batched_call(model: ModelFn, x: torch.Tensor, t: torch.Tensor, conditions: Sequence[Condition]) -> list[torch.Tensor]:
+    if len(conditions) == 1:
+        return [model(x, t, conditions[0].text, conditions[0].image)]
     batch = x.shape[0]
-    if len(conditions) > 1 and _batchable(conditions):
-        xs = torch.cat([x] * len(conditions))
-        ts = torch.cat([t] * len(conditions))
-        text = torch.cat([c.text.expand(batch, -1, -1) for c in conditions])
-        image = None
-        if conditions[0].image is not None:
-            image = torch.cat([c.image.expand(batch, -1, -1) for c in conditions])
-        return list(model(xs, ts, text, image).chunk(len(conditions)))
-    return [model(x, t, c.text, c.image) for c in conditions]
+    xs = torch.cat([x] * len(conditions))
+    ts = torch.cat([t] * len(conditions))
+    text = torch.cat([c.text.expand(batch, -1, -1) for c in conditions])
+    image = None
+    if conditions[0].image is not None:
+        image = torch.cat([c.image.expand(batch, -1, -1) for c in conditions])
+    return list(model(xs, ts, text, image).chunk(len(conditions)))
+
+
+def evaluate_conditions(
+    model: ModelFn, x: torch.Tensor, t: torch.Tensor, conditions: Sequence[Condition],
+    branches_per_call: Optional[int] = None,
+) -> list[torch.Tensor]:
+    """Model outputs for every condition: batched calls of up to `branches_per_call` conditions
+    (None: all of them in one) when the token shapes agree, one call per condition otherwise
+    (e.g. a long prompt against an empty negative)."""
+    if branches_per_call is not None and branches_per_call < 1:
+        raise ValueError(f"branches_per_call must be at least 1, got {branches_per_call}")
+    if not _batchable(conditions):
+        branches_per_call = 1
+    group = len(conditions) if branches_per_call is None else branches_per_call
+    outputs: list[torch.Tensor] = []
+    for start in range(0, len(conditions), group):
+        outputs += _batched_call(model, x, t, conditions[start:start + group])
+    return outputs
 
 
 def make_guided_denoiser(
@@ -133,10 +147,13 @@ def make_guided_denoiser(
     w_image: float = 0.0,
     guidance_rescale: float = 0.0,
     guidance_from_t: int = 0,
+    branches_per_call: Optional[int] = None,
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A denoiser (x_t, t) -> guided model output.
 
     guidance_from_t: guide only at timesteps t >= this (`weights_at`); 0: at every step, as the paper.
+    branches_per_call: how many conditions one model call batches (None: all; 1: one after another,
+    the least memory; the outputs are the same).
 
     rules and the conditions they read:
       "cfg":           cond, uncond                  (w_text is the scale)
@@ -160,6 +177,8 @@ def make_guided_denoiser(
 
     if guidance_from_t < 0:
         raise ValueError(f"guidance_from_t must be a timestep >= 0, got {guidance_from_t}")
+    if branches_per_call is not None and branches_per_call < 1:
+        raise ValueError(f"branches_per_call must be at least 1, got {branches_per_call}")
 
     # the conditional prediction guidance rescale matches: the text branch, else the image's
     reference = {"cfg": "cond", "multi": names[1] if len(names) > 1 else "null", "nested": "full", "none": "cond"}[rule]
@@ -171,7 +190,7 @@ def make_guided_denoiser(
         only = single_branch(rule, w_text_now, w_image_now)
         if only is not None and (only == reference or not guidance_rescale):  # rescaling to itself is the identity
             return model(x, t, conditions[only].text, conditions[only].image)
-        outputs = dict(zip(names, evaluate_conditions(model, x, t, [conditions[n] for n in names])))
+        outputs = dict(zip(names, evaluate_conditions(model, x, t, [conditions[n] for n in names], branches_per_call)))
         if rule == "cfg":
             guided = classifier_free(outputs["uncond"], outputs["cond"], w_text_now)
         elif rule == "multi":
@@ -182,7 +201,7 @@ def make_guided_denoiser(
 
     def non_finite_branches(x: torch.Tensor, t: torch.Tensor) -> list[str]:
         """Which conditions' model outputs hold NaN/inf at (x, t): asked only after a failure."""
-        outputs = evaluate_conditions(model, x, t, [conditions[n] for n in names])
+        outputs = evaluate_conditions(model, x, t, [conditions[n] for n in names], branches_per_call)
         return [name for name, output in zip(names, outputs) if not torch.isfinite(output).all()]
 
     denoise.non_finite_branches = non_finite_branches

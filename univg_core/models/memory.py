@@ -92,6 +92,15 @@ def planned_activation_bytes(config: UNetConfig, videos: int, frames: int, heigh
     return int(peak * PLANNING_MARGIN)
 
 
+def branches_that_fit(free_bytes: int, one_branch_bytes: int, branches: int) -> int:
+    """How many guidance branches one UNet call can batch in `free_bytes` when each needs
+    `one_branch_bytes`: all of them when they fit, else as many as fit, and never fewer than one
+    (a single branch is the least a step can run)."""
+    if branches < 1:
+        raise ValueError(f"a guided call has at least one branch, got {branches}")
+    return max(1, min(branches, int(free_bytes // max(1, one_branch_bytes))))
+
+
 def measured_cpu_peak_bytes(call) -> int:
     """Run call() on the CPU and return the largest amount of memory PyTorch's allocator held at
     once during it, beyond what it held before: every allocation and free the profiler recorded
