@@ -11,6 +11,12 @@ prints seconds per training step (forward, v-loss, backward, the trainer's AdamW
 memory at a preset's training shape: by default UniVG Mini's F_B (batch 8 x 8 frames of 8x8
 latents, 77 text tokens), the step `train_mini` repeats 12000 times for F_B.
 
+    python -m univg_core.cli.bench memory [--quick] [--lvdm-root PATH]
+
+peak memory and seconds of one three-branch guided call of a DynamiCrafter-512-sized model:
+ours in fp32 and with bf16 weights against the original lvdm code, each arm in its own process;
+see univg_core/cli/bench_memory.py.
+
     python -m univg_core.cli.bench attention [--dtype fp16] [--kind mca temporal]
 
 times the Triton kernels against SDPA per attention shape on a GPU (correctness only
@@ -173,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     train.add_argument("--warmup", type=int, default=3)
     train.add_argument("--repeats", type=int, default=20)
+    memory = sub.add_parser("memory", help="peak memory and seconds of a guided call: fp32, bf16, lvdm, side by side")
+    from .bench_memory import add_arguments as memory_arguments
+
+    memory_arguments(memory)
     attention = sub.add_parser("attention", help="Triton kernels vs SDPA at the UNet's attention shapes")
     attention.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     attention.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="GPU only; the CPU check is fp32")
@@ -187,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
 
         result = bench_attention(args)
         print(json.dumps(result, indent=2) if args.json else format_table(result))
+        return 0
+    if args.what == "memory":
+        from .bench_memory import bench_memory, summary_line
+
+        report = bench_memory(args)
+        json.dump(report, sys.stdout, indent=2)
+        print()
+        print(summary_line(report))
         return 0
     if args.what == "train":
         json.dump(bench_train(args), sys.stdout, indent=2)
