@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import resource
-import subprocess
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -178,11 +178,18 @@ def run_arm(arm: str, config: UNetConfig, weights: Path, inputs: dict, lvdm_root
             "call_peak_only": call_peak_only, "guided": guided}
 
 
-def _arm_in_subprocess(arm: str, work: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, "-m", "univg_core.cli.bench_memory", "--arm", arm, "--work", str(work),
-               *(["--quick"] if args.quick else []),
-               *(["--lvdm-root", str(args.lvdm_root)] if args.lvdm_root else [])]
-    subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[2])
+def _arm_process_main(arm: str, work: Path, quick: bool, lvdm_root: Path | None) -> None:
+    result = run_arm(arm, bench_config(quick), work / "weights.safetensors", torch.load(work / "inputs.pt"), lvdm_root)
+    torch.save(result, work / f"{arm}.pt")
+
+
+def _arm_in_own_process(arm: str, work: Path, args: argparse.Namespace) -> dict:
+    process = multiprocessing.get_context("spawn").Process(
+        target=_arm_process_main, args=(arm, work, args.quick, args.lvdm_root))
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"bench memory: the {arm} arm failed (exit code {process.exitcode}); its error is above")
     result = torch.load(work / f"{arm}.pt")
     print(f"{arm}: {result['seconds']:.1f} s, peak {result['peak_rss_gib']:.2f} GiB during the call "
           f"(loading: {result['loading_peak_rss_gib']:.2f} GiB)", flush=True)
@@ -203,7 +210,7 @@ def bench_memory(args: argparse.Namespace) -> dict:
         save_file({k: v.contiguous() for k, v in checkpoint_state_dict(unet).items()}, str(work / "weights.safetensors"))
         del unet
         torch.save(make_inputs(config, args.frames, args.height, args.width), work / "inputs.pt")
-        results = {arm: _arm_in_subprocess(arm, work, args) for arm in arms}
+        results = {arm: _arm_in_own_process(arm, work, args) for arm in arms}
     reference = results.get("lvdm_fp32", results["ours_fp32"])
     ours = results["ours_bf16"]
     report = {
@@ -238,20 +245,3 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--height", type=int, default=320)
     parser.add_argument("--width", type=int, default=512)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m univg_core.cli.bench_memory")
-    add_arguments(parser)
-    parser.add_argument("--arm", choices=ARMS, required=True)
-    parser.add_argument("--work", type=Path, required=True)
-    args = parser.parse_args(argv)
-    config = bench_config(args.quick)
-    result = run_arm(args.arm, config, args.work / "weights.safetensors", torch.load(args.work / "inputs.pt"),
-                     args.lvdm_root)
-    torch.save(result, args.work / f"{args.arm}.pt")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
