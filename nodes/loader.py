@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import comfy.clip_vision
+import comfy.model_management
 import comfy.sd
 import folder_paths
 import torch
@@ -27,6 +28,7 @@ from ..univg_core.checkpoints import (
 from ..univg_core.files import existing_parent
 from ..univg_core.mini import models as mini_models
 from ..univg_core.mini import towers as mini_towers
+from ..univg_core.models.tiny_vae import ShuffleTinyVAE, make_decoder
 from .model import DTYPE_CHOICES, host_operations, wrap_in_patcher
 
 log = logging.getLogger("univg")
@@ -82,12 +84,46 @@ def build_clip(text_state: dict):
 TAESD_IDENTITY = {"vae_scale": 1.0, "vae_shift": 0.0}
 
 
+SHUFFLE_PREFIX = "shuffle_decoder."
+
+
+def _taesd_stand_in(shuffle_state: dict) -> dict:
+    """TAESD-layout decoder keys from a shuffle decoder's (its shuffle convolution left out), so
+    ComfyUI builds its TAESD class; the decoder is then replaced by the real one."""
+    shuffle_index = ShuffleTinyVAE.SHUFFLE
+    state = {}
+    for key, value in shuffle_state.items():
+        index, rest = key.split(".", 1)
+        if int(index) != shuffle_index:
+            state[f"taesd_decoder.{int(index) - (int(index) > shuffle_index + 1)}.{rest}"] = value
+    return state
+
+
+def _swap_in_shuffle_decoder(vae, shuffle_state: dict) -> None:
+    model = vae.first_stage_model
+    decoder = make_decoder(model.taesd_decoder[1].in_channels, shuffle_last=True)
+    decoder.load_state_dict(shuffle_state)
+    model.taesd_decoder = decoder.to(device=next(model.parameters()).device, dtype=vae.vae_dtype).eval()
+    vae.patcher.size = comfy.model_management.module_size(model)  # the patcher's cached size is the old decoder's
+    if hasattr(vae, "size"):
+        vae.size = None
+
+
 def build_vae(vae_state: dict):
+    """A ComfyUI VAE: the Mini VAE (TAESD layout) as ComfyUI's own TAESD; the super-resolution VAE,
+    whose decoder ends in a pixel shuffle ComfyUI has no class for, as a TAESD whose decoder is it."""
     state = dict(vae_state)
+    shuffle = {key[len(SHUFFLE_PREFIX):]: value for key, value in state.items() if key.startswith(SHUFFLE_PREFIX)}
+    if shuffle:
+        state = {key: value for key, value in state.items() if not key.startswith(SHUFFLE_PREFIX)}
+        state.update(_taesd_stand_in(shuffle))
     if "taesd_decoder.1.weight" in state:
         for key, value in TAESD_IDENTITY.items():
             state.setdefault(key, torch.tensor(value))
-    return comfy.sd.VAE(sd=state)
+    vae = comfy.sd.VAE(sd=state)
+    if shuffle:
+        _swap_in_shuffle_decoder(vae, shuffle)
+    return vae
 
 
 def build_clip_vision(image_encoder_state: dict):

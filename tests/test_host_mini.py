@@ -103,6 +103,30 @@ def test_comfyui_loads_the_mini_vae_as_its_own_and_computes_the_same(host):
     assert latents.shape == (2, 4, 8, 8)
 
 
+def test_comfyui_carries_the_super_resolution_vae_whose_decoder_ends_in_a_pixel_shuffle(host):
+    """ComfyUI has no class for a decoder that doubles by a pixel shuffle: the loader builds its TAESD
+    and gives it this decoder, so VAE Decode (and any community node) decodes as the module does."""
+    import comfy.model_management
+    import comfy.sd
+
+    from univg_core.models.tiny_vae import ShuffleTinyVAE
+
+    vae = randomize_(ShuffleTinyVAE(), seed=5).eval()
+    state = {key: value.clone() for key, value in vae.state_dict().items()}
+    loader_module = sys.modules[type(host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()).__module__]
+    theirs = loader_module.build_vae(state)
+    assert isinstance(theirs, comfy.sd.VAE) and type(theirs.first_stage_model).__name__ == "TAESD"
+    assert any(type(layer).__name__ == "PixelShuffle" for layer in theirs.first_stage_model.taesd_decoder)
+    assert theirs.patcher.model_size() == comfy.model_management.module_size(theirs.first_stage_model)
+    pixels = torch.rand(2, 64, 64, 3, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        latents = theirs.encode(pixels)
+        torch.testing.assert_close(latents.float(), vae.encode(pixels.movedim(-1, 1)), rtol=1e-4, atol=1e-4)
+        decoded = host.nodes.NODE_CLASS_MAPPINGS["UniVGVAEDecode"]().decode({"samples": latents}, theirs, 2, False)[0]
+        expected = vae.decode(latents.float()).clamp(0, 1).movedim(1, -1)
+    torch.testing.assert_close(decoded.float(), expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def tower_files(host):
     from univg_core.mini import towers

@@ -263,3 +263,18 @@ def test_a_damaged_mini_vae_names_itself_and_the_rebuild_command(server, damage)
     message = failure(server, api)
     assert f"the vae of with_{name}" in message and name in message, message
     assert "python -m univg_core.cli.install_mini" in message, message
+
+
+def test_gpu_checks_comfyui_part_renders_the_animation_workflow_on_its_own_server(checkpoints, tmp_path):
+    """tools.gpu_check_server as a CUDA machine runs it (there with --lowvram and a full-size model),
+    here with --cpu on the tiny animation checkpoint: the workflow succeeds, a video is written and
+    the report says what ran."""
+    from tools import gpu_check_server
+
+    out = tmp_path / "report.json"
+    given = Path(checkpoints["folder"]) / checkpoints["univg_animation.safetensors"]
+    assert gpu_check_server.main(["--cpu", "--tiny", "--steps", "2", "--checkpoint", str(given), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["status"] == "success" and report["video_written"], report
+    assert report["server"] == "--cpu" and report["frames_height_width"] == [4, 64, 64] and report["peak_vram_gib"] is None
+    assert 0 < report["seconds_per_step_upper_bound"] <= report["seconds_whole_prompt"]

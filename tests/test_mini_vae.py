@@ -55,3 +55,26 @@ def test_the_object_weight_makes_an_objects_error_cost_more_than_its_share_of_pi
     background_off[..., 6:10, 6:10] = target[..., 6:10, 6:10]
     plain, weighted = (float(reconstruction_loss(background_off, target, w)) for w in (0, 4))
     assert weighted == pytest.approx(plain * (240 / 320) / (240 / 256))
+
+
+def test_the_shuffle_vae_starts_as_the_vae_it_grows_from_and_can_draw_what_nearest_upsampling_cannot():
+    """ShuffleTinyVAE.starting_from decodes exactly as the TAESD-layout VAE; and only a decoder whose
+    last doubling is a pixel shuffle can turn a flat latent into a pattern that alternates pixel by
+    pixel (a constant latent through nearest upsampling and convolutions stays constant inside)."""
+    from conftest import randomize_
+    from univg_core.models.tiny_vae import ShuffleTinyVAE
+
+    mini = randomize_(TinyVAE(), seed=2).eval()
+    grown = ShuffleTinyVAE.starting_from(mini).eval()
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(grown.decode(latents), mini.decode(latents), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grown.encode(torch.rand(1, 3, 64, 64)).shape, torch.Size([1, 4, 8, 8]))
+    assert {key for key in grown.state_dict() if key.startswith("shuffle_decoder.")} and not any(
+        key.startswith("taesd_decoder.") for key in grown.state_dict())
+    flat = torch.full((1, 4, 48, 48), 0.7)  # its centre lies beyond what the zero padding at the borders reaches
+    with torch.no_grad():
+        randomized = randomize_(ShuffleTinyVAE(), seed=4).decode(flat)[..., 176:208, 176:208]
+        nearest = randomize_(TinyVAE(), seed=4).decode(flat)[..., 176:208, 176:208]
+    assert (randomized[..., 0::2, :] - randomized[..., 1::2, :]).abs().max() > 1e-3
+    assert (nearest - nearest[..., :1, :1]).abs().max() < 1e-5

@@ -76,10 +76,10 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, base: Path, port: int | None = None, log_path: Path | None = None, extra_args: tuple = (),
-                 version: str = "0.3.75"):
+                 version: str = "0.3.75", cpu: bool = True):
         require_host(version)
         self.tree, self.python = HOSTS[version]
-        self.extra_args = tuple(extra_args)
+        self.extra_args = (("--cpu",) if cpu else ()) + tuple(extra_args)
         self.base = Path(base)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -89,7 +89,7 @@ class Server:
     def start(self, timeout: float = 900.0) -> "Server":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        command = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        command = [str(self.python), "main.py", "--listen", "127.0.0.1", "--port", str(self.port),
                    "--disable-auto-launch", "--base-directory", str(self.base.resolve()), *self.extra_args]
         self.process = subprocess.Popen(command, cwd=self.tree, stdout=log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -134,9 +134,11 @@ def vae_shapes(ch: int = 128, ch_mult=(1, 2, 4, 4), blocks: int = 2, z: int = 4)
     return {"first_stage_model." + key: shape for key, shape in shapes.items()}
 
 
-def write_demo_checkpoint(path: str, family: str = "videocrafter2_t2v_512", seed: int = 0, vision: bool | None = None):
-    """Write `path` (.safetensors with UniVG metadata, or .ckpt in the original pickle layout)."""
-    config = demo_config(family)
+def write_demo_checkpoint(path: str, family: str = "videocrafter2_t2v_512", seed: int = 0, vision: bool | None = None,
+                          full_size: bool = False):
+    """Write `path` (.safetensors with UniVG metadata, or .ckpt in the original pickle layout);
+    full_size: the family's real UNet and Resampler, not the tiny ones (gpu_check's render)."""
+    config = get_preset(family) if full_size else demo_config(family)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     unet = UNet3D(config.unet)

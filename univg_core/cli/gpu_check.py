@@ -8,6 +8,10 @@
    DDIM steps under three-branch guidance) in fp16: seconds per step and peak VRAM, for ours and,
    with --lvdm-root (a DynamiCrafter checkout), for the original lvdm UNet on the same weights.
 
+3. inside ComfyUI: `python -m tools.gpu_check_server` (from a checkout of the repository, whose
+   host it starts) renders the animation workflow on a server started with `--lowvram`; this
+   command names it at the end.
+
 Without CUDA it says so and runs the CPU parts: the kernels through Triton's interpreter on a
 slice of each shape (correctness only), and the render at a reduced size (model_channels 64,
 4 frames at 64x64, 3 steps, attention through SDPA) so every code path runs.
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"render {row['model']} {row['frames_height_width']} {row['dtype']}: "
               f"{row['seconds_per_step']:.2f} s/step{vram}, finite {row['finite']}")
     print(f"wrote {args.out}")
+    if cuda:
+        print("next, inside ComfyUI with --lowvram: python -m tools.gpu_check_server (from a repository checkout)")
     return 0
 
 

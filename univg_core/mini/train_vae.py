@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..training.object_weight import object_pixels
-from ..models.tiny_vae import TinyVAE
+from ..models.tiny_vae import DOWNSAMPLE, ShuffleTinyVAE, TinyVAE
 from .world import make_specs, render
 
 HELDOUT_SEED = 100_000
@@ -37,18 +37,49 @@ class VAETrainOptions:
     # the loss: with 0 (the shipped VAE) a small object's colour counts for its few pixels, and the encoder kept a
     # blue object on the gray background 0.03 (scaled units) from the empty background
     object_weight: float = 0.0
+    # super-resolution's VAE: textured 128x128 frames (crops aligned to the latent grid, so a pattern's
+    # phase is the frame's), a decoder whose last doubling is a pixel shuffle, and this share of each
+    # batch from the 64x64 frames upsampled bicubically (what F_SR's input is encoded from)
+    textured: bool = False
+    shuffle: bool = False
+    upsampled_share: float = 0.0
 
 
-def render_pool(count: int, seed: int, size: int, frames: int = 8) -> torch.Tensor:
+def render_pool(count: int, seed: int, size: int, frames: int = 8, textured: bool = False) -> torch.Tensor:
     """Every frame of `count` world clips as [N, 3, size, size] floats in [0, 1]."""
-    clips = [render(spec, size) for spec in make_specs(count, seed, frames)]
+    clips = [render(spec, size, textured) for spec in make_specs(count, seed, frames)]
     return torch.from_numpy(np.concatenate(clips)).permute(0, 3, 1, 2).float() / 255
 
 
-def _batch(pool: torch.Tensor, options: VAETrainOptions, generator: torch.Generator) -> torch.Tensor:
+def upsampled_pool(count: int, seed: int, size: int, frames: int = 8) -> torch.Tensor:
+    """The same clips as super-resolution's input: every other clip rendered at size / 2 and
+    upsampled bicubically to size, the others degraded as F_SR's training inputs are (blur,
+    down-scale, JPEG, noise; from the untextured render, whose pattern-free pixels leak nothing)."""
+    from ..training.degrade import degrade
+
+    generator = torch.Generator().manual_seed(seed)
+    clips = []
+    for index, spec in enumerate(make_specs(count, seed, frames)):
+        if index % 2:
+            plain = torch.from_numpy(render(spec, size)).permute(0, 3, 1, 2).float() / 255
+            clips.append((degrade(plain * 2 - 1, generator) + 1) / 2)
+        else:
+            low = torch.from_numpy(render(spec, size // 2)).permute(0, 3, 1, 2).float() / 255
+            clips.append(torch.nn.functional.interpolate(low, scale_factor=2, mode="bicubic").clamp(0, 1))
+    return torch.cat(clips)
+
+
+def _batch(pool: torch.Tensor, options: VAETrainOptions, generator: torch.Generator,
+           upsampled: Optional[torch.Tensor] = None) -> torch.Tensor:
     index = torch.randint(len(pool), (options.batch_size,), generator=generator)
     top, left = torch.randint(pool.shape[-1] - options.crop + 1, (2, options.batch_size), generator=generator)
-    crops = [pool[i, :, y : y + options.crop, x : x + options.crop] for i, y, x in zip(index, top, left)]
+    if options.textured:
+        top, left = top // DOWNSAMPLE * DOWNSAMPLE, left // DOWNSAMPLE * DOWNSAMPLE
+    sources = [pool] * options.batch_size
+    if upsampled is not None:
+        picks = torch.rand(options.batch_size, generator=generator) < options.upsampled_share
+        sources = [upsampled if pick else pool for pick in picks]
+    crops = [source[i, :, y : y + options.crop, x : x + options.crop] for source, i, y, x in zip(sources, index, top, left)]
     return torch.stack(crops)
 
 
@@ -80,15 +111,18 @@ def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = p
     """Train a fresh VAE, or go on from `start` (with decoder_only, its encoder is frozen)."""
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed + (1 if start is not None else 0))
-    vae = start.train().requires_grad_(True) if start is not None else TinyVAE()
+    vae = start.train().requires_grad_(True) if start is not None else (ShuffleTinyVAE() if options.shuffle else TinyVAE())
     if options.decoder_only:
         vae.taesd_encoder.requires_grad_(False)
-    pool = render_pool(options.pool_clips, options.seed, options.frame_size)
+    pool = render_pool(options.pool_clips, options.seed, options.frame_size, textured=options.textured)
+    upsampled = None
+    if options.upsampled_share:
+        upsampled = upsampled_pool(options.pool_clips, options.seed, options.frame_size)
     optimiser = torch.optim.Adam([p for p in vae.parameters() if p.requires_grad], lr=options.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, options.lr, total_steps=options.steps, pct_start=0.05)
     start = time.time()
     for step in range(1, options.steps + 1):
-        batch = _batch(pool, options, generator)
+        batch = _batch(pool, options, generator, upsampled)
         if options.decoder_only:
             with torch.no_grad():
                 latents = vae.encode(batch)
@@ -108,3 +142,24 @@ def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = p
             log(f"vae step {step}/{options.steps}: loss {loss.item():.4f}, batch PSNR "
                 f"{psnr(reconstruction.detach(), batch):.1f} dB, {time.time() - start:.0f} s")
     return vae.eval()
+
+
+@torch.no_grad()
+def sr_round_trip_scores(vae: TinyVAE, clips: int = 24, frames: int = 4) -> dict:
+    """Super-resolution's VAE gate on held-out clips: the textured 128x128 truth through the VAE,
+    and bicubic upsampling of the 64x64 clip, each scored by sr_quality (averaged over clips)."""
+    from .sr_quality import sr_scores
+
+    rows = {"round_trip": [], "bicubic": []}
+    for spec in make_specs(clips, HELDOUT_SEED + 1, frames):
+        truth = render(spec, 128, textured=True)
+        low = render(spec, 64)
+        pixels = torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255
+        round_trip = vae(pixels).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        low_pixels = torch.from_numpy(low).permute(0, 3, 1, 2).float() / 255
+        bicubic = torch.nn.functional.interpolate(low_pixels, scale_factor=2, mode="bicubic").clamp(0, 1)
+        rows["round_trip"].append(sr_scores(round_trip, spec, truth, low))
+        rows["bicubic"].append(sr_scores(bicubic.permute(0, 2, 3, 1).numpy(), spec, truth, low))
+    return {name: {key: float(np.mean([row[key] for row in values])) for key in values[0]}
+            for name, values in rows.items()}
+

@@ -29,6 +29,10 @@ TRAVEL = 0.36  # frame widths an object moves over a clip
 RADIUS = (0.11, 0.15)  # moving objects, in frame widths
 GROWTH = (0.07, 0.2)  # a growing object's radius from the first to the last frame
 SUPERSAMPLE = 4
+# Super-resolution detail: at twice the base size each shape's surface carries a pattern that
+# alternates pixel by pixel (zero over every aligned 2x2 block, so a 2x area downsample removes it)
+TEXTURES = {"circle": "checker", "square": "vertical", "triangle": "horizontal"}
+TEXTURE_AMPLITUDE = 48  # levels of 255, less where a colour channel is nearer its bound
 
 
 @dataclass(frozen=True)
@@ -132,14 +136,37 @@ def _coverage(shape: str, centre: tuple[float, float], radius: float, size: int)
     return inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def render(spec: ClipSpec, size: int = 64) -> np.ndarray:
-    """The clip as uint8 frames [T, size, size, 3]."""
+def texture_pattern(kind: str, size: int) -> np.ndarray:
+    """+-1 per pixel [size, size]: `checker` (x + y), `vertical` stripes (x), `horizontal` (y)."""
+    y, x = np.mgrid[0:size, 0:size]
+    phase = {"checker": x + y, "vertical": x, "horizontal": y}[kind]
+    return 1.0 - 2.0 * (phase % 2)
+
+
+def texture_amplitude(colour: str) -> np.ndarray:
+    """Per channel: TEXTURE_AMPLITUDE, or less so the colour +- it stays in [0, 255]."""
+    rgb = np.array(COLOURS[colour], dtype=np.float64)
+    return np.minimum(TEXTURE_AMPLITUDE, np.minimum(rgb, 255 - rgb))
+
+
+def render(spec: ClipSpec, size: int = 64, textured: bool = False) -> np.ndarray:
+    """The clip as uint8 frames [T, size, size, 3]. textured: the shape's pattern on the object
+    (TEXTURES), weighted per aligned 2x2 block by the block's mean coverage, so each block's
+    mean is the untextured render's and a 2x area downsample gives the clip at size / 2."""
+    if textured and size % 2:
+        raise ValueError(f"a textured clip needs an even size, got {size}")
     background = np.array(BACKGROUNDS[spec.background], dtype=np.float64)
     colour = np.array(COLOURS[spec.colour], dtype=np.float64)
+    if textured:
+        pattern = texture_pattern(TEXTURES[spec.shape], size)[..., None] * texture_amplitude(spec.colour)
     frames = np.empty((spec.frames, size, size, 3), dtype=np.uint8)
     for index, (centre, radius) in enumerate(zip(spec.centres, spec.radii)):
-        alpha = _coverage(spec.shape, centre, radius, size)[..., None]
-        frames[index] = np.rint(background * (1 - alpha) + colour * alpha).astype(np.uint8)
+        alpha = _coverage(spec.shape, centre, radius, size)
+        values = background * (1 - alpha[..., None]) + colour * alpha[..., None]
+        if textured:
+            block = alpha.reshape(size // 2, 2, size // 2, 2).mean(axis=(1, 3)).repeat(2, 0).repeat(2, 1)
+            values = values + pattern * block[..., None]
+        frames[index] = np.rint(np.clip(values, 0, 255)).astype(np.uint8)
     return frames
 
 

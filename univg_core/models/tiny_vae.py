@@ -48,10 +48,19 @@ def make_encoder(latent_channels: int = LATENT_CHANNELS, width: int = WIDTH) -> 
     return nn.Sequential(*layers, _conv(width, latent_channels))
 
 
-def make_decoder(latent_channels: int = LATENT_CHANNELS, width: int = WIDTH) -> nn.Sequential:
+def make_decoder(latent_channels: int = LATENT_CHANNELS, width: int = WIDTH, shuffle_last: bool = False) -> nn.Sequential:
+    """shuffle_last: the last doubling by a convolution to 4x the channels and a pixel shuffle before
+    the stage's convolution, so each pixel of a 2x2 block has weights of its own (nearest upsampling
+    gives a flat region one value at every pixel: no pattern that alternates pixel by pixel can be
+    drawn inside it)."""
     layers: list[nn.Module] = [SoftClamp(), _conv(latent_channels, width), nn.ReLU()]
-    for _ in range(3):
-        layers += [ResidualBlock(width) for _ in range(3)] + [nn.Upsample(scale_factor=2), _conv(width, width, bias=False)]
+    for stage in range(3):
+        layers += [ResidualBlock(width) for _ in range(3)]
+        if shuffle_last and stage == 2:
+            layers += [_conv(width, 4 * width, bias=False), nn.PixelShuffle(2)]
+        else:
+            layers += [nn.Upsample(scale_factor=2)]
+        layers += [_conv(width, width, bias=False)]
     return nn.Sequential(*layers, ResidualBlock(width), _conv(width, 3))
 
 
@@ -75,10 +84,44 @@ class TinyVAE(nn.Module):
         return self.decode(self.encode(pixels))
 
 
+class ShuffleTinyVAE(TinyVAE):
+    """TinyVAE whose decoder's last doubling is a pixel shuffle (`shuffle_decoder.N.*`): the VAE of
+    UniVG Mini's super-resolution, which draws the world's pixel patterns at 128x128."""
+
+    SHUFFLE = 16  # the index of the shuffle's convolution in the decoder; the Mini's decoder has Upsample there
+
+    def __init__(self, latent_channels: int = LATENT_CHANNELS):
+        nn.Module.__init__(self)
+        self.taesd_encoder = make_encoder(latent_channels)
+        self.shuffle_decoder = make_decoder(latent_channels, shuffle_last=True)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.shuffle_decoder(latents)
+
+    @classmethod
+    def starting_from(cls, vae: TinyVAE) -> "ShuffleTinyVAE":
+        """The same encoder and decoder as `vae`, the shuffle's convolution set to copy each channel to
+        the four pixels of its block: it decodes exactly as `vae` until trained."""
+        shuffle = cls(vae.taesd_decoder[1].in_channels)
+        shuffle.taesd_encoder.load_state_dict(vae.taesd_encoder.state_dict())
+        state = {}
+        for key, value in vae.taesd_decoder.state_dict().items():
+            index, rest = key.split(".", 1)
+            state[f"{int(index) + (int(index) > cls.SHUFFLE)}.{rest}"] = value
+        weight = torch.zeros(4 * WIDTH, WIDTH, 3, 3)
+        for channel in range(WIDTH):
+            weight[4 * channel : 4 * channel + 4, channel, 1, 1] = 1.0
+        state[f"{cls.SHUFFLE}.weight"] = weight
+        shuffle.shuffle_decoder.load_state_dict(state)
+        return shuffle
+
+
 def load_tiny_vae(path) -> TinyVAE:
-    """A TinyVAE from its .safetensors (any stored dtype), in float32 and eval mode."""
+    """A TinyVAE (or ShuffleTinyVAE, told by its keys) from its .safetensors (any stored dtype), in
+    float32 and eval mode."""
     from safetensors.torch import load_file
 
-    vae = TinyVAE()
-    vae.load_state_dict({key: value.float() for key, value in load_file(str(path)).items()})
+    state = load_file(str(path))
+    vae = ShuffleTinyVAE() if any(key.startswith("shuffle_decoder.") for key in state) else TinyVAE()
+    vae.load_state_dict({key: value.float() for key, value in state.items()})
     return vae.eval()
