@@ -18,7 +18,7 @@ from ..univg_core.checkpoints import LoadedCheckpoint
 from ..univg_core.configs import ModelConfig
 from ..univg_core.diffusion.schedule import alphas_cumprod_for, scale_arr_for
 from ..univg_core.models.memory import branches_that_fit
-from ..univg_core.models.operations import store_layer_weights, weight_layers
+from ..univg_core.models.operations import cpu_computes_bf16_natively, store_layer_weights, weight_layers
 from .native import UniVGNativeModel
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ def choose_dtype(choice: str, device: torch.device) -> torch.dtype:
     if choice == "fp16":
         return torch.float16
     if choice == "bf16":
+        if device.type == "cpu" and not cpu_computes_bf16_natively():
+            log.warning("UniVG: this CPU has no bf16 arithmetic (AVX512-BF16 or AMX): bf16 is emulated, half the "
+                        "memory of fp32 but possibly slower; choose fp32 for speed")
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -410,3 +410,13 @@ def test_univg_samplers_run_guidance_branches_one_after_another_when_memory_is_s
     assert batches == [1] * 6
     torch.testing.assert_close(one_at_a_time, batched, rtol=1e-5, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_arithmetic_is_kept_with_a_warning_that_says_so(pack, monkeypatch, caplog, native):
+    monkeypatch.setattr(pack["model"], "cpu_computes_bf16_natively", lambda: native)
+    with caplog.at_level("WARNING"):
+        chosen = pack["model"].choose_dtype("bf16", torch.device("cpu"))
+    assert chosen == torch.bfloat16
+    assert ("this CPU has no bf16 arithmetic" in caplog.text) is (not native), caplog.text
+    assert pack["model"].choose_dtype("auto", torch.device("cpu")) == torch.float32

@@ -77,3 +77,13 @@ def store_layer_weights(model: nn.Module, dtype: torch.dtype) -> int:
             module._parameters[name] = nn.Parameter(parameter.data.to(dtype), requires_grad=False)
             converted += 1
     return converted
+
+
+def cpu_computes_bf16_natively() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX, as oneDNN reports it); without it
+    PyTorch emulates bf16 on the CPU, which saves memory but may run slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
