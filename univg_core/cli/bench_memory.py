@@ -130,16 +130,36 @@ def _load_ours(config: UNetConfig, weights: Path, dtype: torch.dtype) -> UNet3D:
     return unet
 
 
+def lvdm_unet_class(lvdm_root: Path):
+    """lvdm's UNetModel from a DynamiCrafter checkout (the folder holding `lvdm/`)."""
+    sys.path.insert(0, str(lvdm_root))
+    from lvdm.modules.networks.openaimodel3d import UNetModel  # the user's checkout
+
+    return UNetModel
+
+
 def _load_lvdm(config: UNetConfig, weights: Path, lvdm_root: Path):
     from safetensors.torch import load_file
 
-    sys.path.insert(0, str(lvdm_root))
-    from lvdm.modules.networks.openaimodel3d import UNetModel  # noqa: E402 (the user's checkout)
-
-    unet = UNetModel(**lvdm_unet_kwargs(config)).eval()
+    unet = lvdm_unet_class(lvdm_root)(**lvdm_unet_kwargs(config)).eval()
     state = {key[len(UNET_PREFIX):]: value for key, value in load_file(str(weights)).items()}
     unet.load_state_dict(state, strict=True)
     return unet
+
+
+def lvdm_model_fn(unet, fs: torch.Tensor):
+    """(x, t, text, image) -> output of lvdm's UNet, which takes text and image tokens as one context."""
+    def model(x, t, text, image):
+        return unet(x, t, context=torch.cat([text, image], dim=1), fs=fs.expand(x.shape[0]))
+
+    return model
+
+
+def ours_model_fn(unet, fs: torch.Tensor):
+    def model(x, t, text, image):
+        return unet(x, t, context=text, image_context=image, fs=fs.expand(x.shape[0]))
+
+    return model
 
 
 def run_arm(arm: str, config: UNetConfig, weights: Path, inputs: dict, lvdm_root: Path | None) -> dict:
@@ -148,15 +168,12 @@ def run_arm(arm: str, config: UNetConfig, weights: Path, inputs: dict, lvdm_root
     contexts = branch_contexts(inputs)
     fs = torch.tensor([float(config.default_fs)])
     if arm == "lvdm_fp32":
-        unet = _load_lvdm(config, weights, lvdm_root)
-
-        def call(x, t, text, image):  # lvdm takes text and image tokens as one context
-            return unet(x, t, context=torch.cat([text, image], dim=1), fs=fs.expand(x.shape[0]))
+        model = lvdm_model_fn(_load_lvdm(config, weights, lvdm_root), fs)
     else:
-        unet = _load_ours(config, weights, torch.float32 if arm == "ours_fp32" else torch.bfloat16)
+        model = ours_model_fn(_load_ours(config, weights, torch.float32 if arm == "ours_fp32" else torch.bfloat16), fs)
 
-        def call(x, t, text, image):
-            return unet(x, t, context=text, image_context=image, fs=fs.expand(x.shape[0])).float()
+    def call(x, t, text, image):
+        return model(x, t, text, image).float()
     import gc
 
     gc.collect()

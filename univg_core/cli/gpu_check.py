@@ -36,7 +36,8 @@ from ..diffusion.guidance import Condition, make_guided_denoiser
 from ..diffusion.schedule import alphas_cumprod_for, scale_arr_for
 from ..models import attention
 from ..models.unet3d import UNet3D
-from .bench_memory import PRESET, bench_config, branch_contexts, make_inputs, randomize_zero_layers_
+from .bench_memory import (PRESET, bench_config, branch_contexts, lvdm_model_fn, lvdm_unet_class, lvdm_unet_kwargs,
+                           make_inputs, ours_model_fn, randomize_zero_layers_)
 
 
 def attention_rows(cuda: bool) -> list[dict]:
@@ -49,20 +50,6 @@ def attention_rows(cuda: bool) -> list[dict]:
         result = bench_attention(args)
         rows += [dict(row, dtype=result["dtype"]) for row in result["rows"]]
     return rows
-
-
-def _lvdm_model_fn(unet, fs):
-    def model(x, t, text, image):
-        return unet(x, t, context=torch.cat([text, image], dim=1), fs=fs.expand(x.shape[0]))
-
-    return model
-
-
-def _ours_model_fn(unet, fs):
-    def model(x, t, text, image):
-        return unet(x, t, context=text, image_context=image, fs=fs.expand(x.shape[0]))
-
-    return model
 
 
 def render(unet, model_fn, config, inputs: dict, steps: int, device: torch.device, dtype: torch.dtype) -> dict:
@@ -110,20 +97,15 @@ def render_rows(cuda: bool, steps: int, lvdm_root: Path | None) -> list[dict]:
     rows = []
     state = ours.state_dict()
     ours = ours.to(device, dtype).eval()
-    result = render(ours, _ours_model_fn, config, inputs, steps, device, dtype)
+    result = render(ours, ours_model_fn, config, inputs, steps, device, dtype)
     reference = result.pop("video")
     rows.append({"model": "ours", **result})
     del ours
     if lvdm_root is not None:
-        sys.path.insert(0, str(lvdm_root))
-        from lvdm.modules.networks.openaimodel3d import UNetModel  # the user's checkout
-
-        from .bench_memory import lvdm_unet_kwargs
-
-        lvdm = UNetModel(**lvdm_unet_kwargs(unet_config)).eval()
+        lvdm = lvdm_unet_class(lvdm_root)(**lvdm_unet_kwargs(unet_config)).eval()
         lvdm.load_state_dict(state, strict=True)
         lvdm = lvdm.to(device, dtype)
-        result = render(lvdm, _lvdm_model_fn, config, inputs, steps, device, dtype)
+        result = render(lvdm, lvdm_model_fn, config, inputs, steps, device, dtype)
         video = result.pop("video")
         rows.append({"model": "lvdm", **result, "max_abs_diff_vs_ours": float((video - reference).abs().max())})
     shape = [frames, height, width]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .detector import _as_float_frames, object_masks
-from .world import TEXTURES
+from .world import TEXTURES, texture_pattern
 
 KINDS = ("checker", "vertical", "horizontal")
 MIN_TEXTURE = 0.06  # [0, 1] units summed over the channels: weaker than this reads as "none"
@@ -21,11 +21,6 @@ def block_detail(frames: np.ndarray) -> np.ndarray:
         raise ValueError(f"frames need even sides, got {height}x{width}")
     blocks = frames.reshape(count, height // 2, 2, width // 2, 2, channels).mean(axis=(2, 4), keepdims=True)
     return (frames.reshape(count, height // 2, 2, width // 2, 2, channels) - blocks).reshape(frames.shape)
-
-
-def _pattern(kind: str, height: int, width: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    return 1.0 - 2.0 * ({"checker": x + y, "vertical": x, "horizontal": y}[kind] % 2)
 
 
 def _interior(mask: np.ndarray) -> np.ndarray:
@@ -50,7 +45,7 @@ def texture_strengths(frames) -> np.ndarray:
         if inner.sum() < 4:
             continue
         for column, kind in enumerate(KINDS):
-            strengths[index, column] = float((detail[index] * _pattern(kind, height, width))[inner].mean())
+            strengths[index, column] = float((detail[index] * texture_pattern(kind, height, width))[inner].mean())
     return strengths
 
 

@@ -136,9 +136,9 @@ def _coverage(shape: str, centre: tuple[float, float], radius: float, size: int)
     return inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def texture_pattern(kind: str, size: int) -> np.ndarray:
-    """+-1 per pixel [size, size]: `checker` (x + y), `vertical` stripes (x), `horizontal` (y)."""
-    y, x = np.mgrid[0:size, 0:size]
+def texture_pattern(kind: str, height: int, width: int) -> np.ndarray:
+    """+-1 per pixel [height, width]: `checker` (x + y), `vertical` stripes (x), `horizontal` (y)."""
+    y, x = np.mgrid[0:height, 0:width]
     phase = {"checker": x + y, "vertical": x, "horizontal": y}[kind]
     return 1.0 - 2.0 * (phase % 2)
 
@@ -158,7 +158,7 @@ def render(spec: ClipSpec, size: int = 64, textured: bool = False) -> np.ndarray
     background = np.array(BACKGROUNDS[spec.background], dtype=np.float64)
     colour = np.array(COLOURS[spec.colour], dtype=np.float64)
     if textured:
-        pattern = texture_pattern(TEXTURES[spec.shape], size)[..., None] * texture_amplitude(spec.colour)
+        pattern = texture_pattern(TEXTURES[spec.shape], size, size)[..., None] * texture_amplitude(spec.colour)
     frames = np.empty((spec.frames, size, size, 3), dtype=np.uint8)
     for index, (centre, radius) in enumerate(zip(spec.centres, spec.radii)):
         alpha = _coverage(spec.shape, centre, radius, size)
