@@ -100,3 +100,24 @@ def test_the_main_job_puts_a_users_checkpoints_in_the_loaders_in_order_and_asks_
     texts = [node["inputs"]["text"] for node in two.values()
              if node["class_type"] == "CLIPTextEncode" and node["_meta"]["title"] in mini_workflows.PROMPT_TITLES]
     assert texts == ["a green square moving up on a light background"] * 2
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "workflows" / "api").glob("*.json")))
+def test_set_seed_reaches_every_sampler_of_every_bundled_workflow(name):
+    workflow = _load(name)
+    count = mini_workflows.set_seed(workflow, 1234)
+    seeds = [value for node in workflow.values() for key, value in node["inputs"].items()
+             if key in mini_workflows.SEED_INPUTS]
+    samplers = [node for node in workflow.values() if node["class_type"] in
+                ("UniVGBaseSampler", "UniVGAnimationSampler", "UniVGUpscaler", "KSampler", "RandomNoise")]
+    assert count == len(samplers) >= 1
+    assert seeds == [1234] * count
+
+
+def test_the_main_job_defaults_to_the_papers_route_with_the_mini_and_to_text_to_video_with_a_users_file():
+    from tools.main_job import ROUTES, default_workflow
+
+    assert default_workflow(users_checkpoint=False) == "text_to_video_two_stage"
+    assert default_workflow(users_checkpoint=True) == "text_to_video"
+    assert mini_models_for(default_workflow(False)) is not None  # the Mini ships every file of its default
+    assert set(ROUTES) >= {default_workflow(False), default_workflow(True)}

@@ -1,13 +1,15 @@
 """The main job: render a bundled workflow headlessly on the project's ComfyUI host.
 
-    python -m tools.main_job [--workflow text_to_video] [--checkpoint NAME] [--steps N] ...
+    python -m tools.main_job [--workflow W] [--seed N] [--checkpoint NAME] [--steps N] ...
 
 Uses the checkpoint in models/univg/ (the first one, or --checkpoint; once per checkpoint
-loader for the two-model workflows). With none there it
+loader for the two-model workflows; default workflow text_to_video). With none there it
 renders with UniVG Mini, the small trained model the pack ships (installed into models/ on
 first use: its UNet and VAE are copied, its fixed text and vision towers rebuilt from their
-seed), at its own size: 64x64, 8 frames, a caption of its world. Workflows whose Mini model
-is not shipped yet render with a random-weight demo checkpoint (the video is noise) and say so.
+seed), at its own size: 64x64, 8 frames, a caption of its world; its default workflow is the
+paper's route for text (MINI_DEFAULT_WORKFLOW). Workflows whose Mini model is not shipped yet
+render with a random-weight demo checkpoint (the video is noise) and say so. --seed sets every
+sampler's seed (default: the workflow's own, fixed).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Optional
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
 from .mini_workflows import (PROMPT_TITLES, apply_mini, apply_video_settings, checkpoint_loaders,
-                             mini_models_for)
+                             mini_models_for, SEED_INPUTS, set_seed)
 from .progress_watch import ProgressWatcher
 
 MODELS = ROOT / "models"
@@ -30,6 +32,14 @@ WORKFLOWS = ROOT / "workflows" / "api"
 FAMILY_FOR = {"text_to_video": "videocrafter2_t2v_512", "image_to_video": "univg_base",
               "text_image_to_video": "univg_base", "animation": "univg_animation",
               "text_to_video_ksampler": "videocrafter2_t2v_512", "animation_custom_sampler": "univg_animation"}
+DEFAULT_WORKFLOW = "text_to_video"  # with a checkpoint of the user's: one model, text only
+# with UniVG Mini: the paper's route for text, which renders the caption far more often than F_B alone
+MINI_DEFAULT_WORKFLOW = "text_to_video_two_stage"
+ROUTES = {
+    "text_to_video": "F_B draws the video from the prompt",
+    "text_to_video_two_stage": "the paper's route for text: the prompt -> a first frame (the text-to-image "
+                               "model) -> F_A animates it with the prompt",
+}
 HELP = (
     "Put a video checkpoint in {folder}: VideoCrafter2 (model.ckpt, text-to-video 512x320), VideoCrafter1 "
     "(i2v_512_v1 / t2v_1024_v1), DynamiCrafter (256/512/1024, for the animation workflow), or a UniVG "
@@ -44,6 +54,12 @@ def example_image(path: Path) -> None:
     image = Image.new("RGB", (width, height))
     image.putdata([(int(255 * x / width), int(255 * y / height), 128) for y in range(height) for x in range(width)])
     image.save(path)
+
+
+def default_workflow(users_checkpoint: bool) -> str:
+    """The workflow rendered without --workflow: text only with a checkpoint of the user's, the
+    paper's route for text with UniVG Mini."""
+    return DEFAULT_WORKFLOW if users_checkpoint else MINI_DEFAULT_WORKFLOW
 
 
 def choose_checkpoints(workflow: dict, given: Optional[list[str]], user_files: list[str]) -> list[str]:
@@ -76,7 +92,8 @@ def set_checkpoint_and_overrides(workflow: dict, checkpoints: list[str], overrid
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.main_job", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workflow", default="text_to_video", choices=sorted(p.stem for p in WORKFLOWS.glob("*.json")))
+    parser.add_argument("--workflow", choices=sorted(p.stem for p in WORKFLOWS.glob("*.json")),
+                        help=f"default: {MINI_DEFAULT_WORKFLOW} with UniVG Mini, {DEFAULT_WORKFLOW} with a checkpoint of yours")
     parser.add_argument("--checkpoint", action="append", metavar="NAME",
                         help="file name in models/univg (default: the first one); once per checkpoint loader of "
                              "the workflow, in its order (twice for base_then_super_resolution and "
@@ -86,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
     parser.add_argument("--prompt", help="the positive prompt (default: the workflow's; UniVG Mini: one of its world)")
+    parser.add_argument("--seed", type=int, help="the seed of every sampler of the workflow (default: the workflow's, 42)")
     parser.add_argument("--timeout", type=float, default=6 * 3600)
     args = parser.parse_args(argv)
 
@@ -93,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     available = sorted(p.name for p in folder.iterdir() if p.suffix in (".ckpt", ".safetensors", ".pt", ".pth"))
     demo = mini = False
-    mini_files = mini_models_for(args.workflow)
     user_files = [name for name in available if not name.startswith(("univg_demo_random", "univg_mini_"))]
+    if args.workflow is None:
+        args.workflow = default_workflow(bool(args.checkpoint or user_files))
+    mini_files = mini_models_for(args.workflow)
     workflow = json.loads((WORKFLOWS / f"{args.workflow}.json").read_text())
     overrides = {"steps": args.steps, "frames": args.frames, "width": args.width, "height": args.height}
     if args.checkpoint or user_files:
@@ -132,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
             write_demo_checkpoint(str(folder / checkpoints[0]), FAMILY_FOR[args.workflow])
         demo = True
     checkpoint = " + ".join(checkpoints)
+    if args.seed is not None:
+        set_seed(workflow, args.seed)
+    seeds = sorted({v for node in workflow.values() for k, v in node["inputs"].items()
+                    if k in SEED_INPUTS and isinstance(v, int)})
+    route = ROUTES.get(args.workflow, "see README.md, Workflows")
+    print(f"Workflow {args.workflow} ({route}), seed {', '.join(map(str, seeds))}", flush=True)
 
     if mini:
         workflow = apply_mini(workflow, args.workflow, args.prompt, overrides)

@@ -82,6 +82,20 @@ def guides_the_animation_model(kind: str, files: tuple[str, ...]) -> bool:
     return kind == "UniVGAnimationSampler" or (kind == "UniVGMultiConditionGuider" and files == (models.ANIMATION_FILE,))
 
 
+SEED_INPUTS = ("seed", "noise_seed")  # UniVG samplers, the upscaler and KSampler; core RandomNoise
+
+
+def set_seed(workflow: dict, seed: int) -> int:
+    """Put `seed` into every seed input of an API-format workflow; returns how many it set."""
+    count = 0
+    for node in workflow.values():
+        for name in SEED_INPUTS:
+            if name in node["inputs"] and not isinstance(node["inputs"][name], list):  # a link stays a link
+                node["inputs"][name] = seed
+                count += 1
+    return count
+
+
 def checkpoint_loaders(workflow: dict) -> list[dict]:
     """The UniVG Checkpoint Loader nodes of an API-format workflow, in its order."""
     return [node for node in workflow.values() if node["class_type"] == "UniVGCheckpointLoader"]
