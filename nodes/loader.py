@@ -55,7 +55,7 @@ def register_folder() -> None:
 def checkpoint_names() -> list[str]:
     names = set(folder_paths.get_filename_list(FOLDER))
     names.update(folder_paths.get_filename_list("checkpoints"))
-    names.discard(mini_models.VAE_FILE)  # the Mini's VAE, beside its UNets: not a checkpoint
+    names.difference_update(mini_models.VAE_FILES)  # the Mini's VAEs, beside its UNets: not checkpoints
     return sorted(names)
 
 
@@ -166,14 +166,14 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
 
 
 def find_companion(part: str, file_name: str, ckpt_name: str) -> str:
-    """The companion's path in its ComfyUI folder; else UniVG Mini's VAE from the pack, or its
+    """The companion's path in its ComfyUI folder; else UniVG Mini's VAEs from the pack, or its
     tower built from its seed into that folder; else an error naming the file and where it goes."""
     folder = COMPANION_FOLDERS[part]
     path = folder_paths.get_full_path(folder, file_name)
     if path is not None:
         return path
     shipped = mini_models.WEIGHTS_DIR / file_name
-    if part == "vae" and file_name == mini_models.VAE_FILE and shipped.is_file():
+    if part == "vae" and file_name in mini_models.VAE_FILES and shipped.is_file():
         return str(shipped)
     if MINI_TOWERS.get(part) == file_name:
         return build_mini_tower(file_name, Path(folder_paths.get_folder_paths(folder)[0]))

@@ -129,7 +129,7 @@ def test_demo_vae_layout_is_comfyuis(host):
 
 
 BUNDLED = ["text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
-           "text_to_video_ksampler", "animation_custom_sampler", "text_to_video_two_stage"]
+           "text_to_video_ksampler", "animation_custom_sampler", "text_to_video_two_stage", "text_to_video_three_stage"]
 
 
 def test_every_bundled_workflow_is_tested():
@@ -170,7 +170,7 @@ def test_bundled_workflow_renders_an_mp4(host, checkpoints, name):
     assert run.success, run.error()
     frames, fps, codec = saved_video(host, run)
     assert (len(frames), fps, codec) == (TINY["frames"], 8.0, "h264")
-    expected = (128, 128) if name == "base_then_super_resolution" else (64, 64)
+    expected = (128, 128) if name in ("base_then_super_resolution", "text_to_video_three_stage") else (64, 64)
     assert frames[0].shape[:2] == expected
     if name == "animation":
         # a core Image Scale sits between the image and the sampler; frame 0 is its output (through H.264)

@@ -4,6 +4,7 @@ file tells the user. The towers' own build is tested in test_mini_towers / test_
 from __future__ import annotations
 
 import pytest
+import torch
 from safetensors.torch import save_file
 
 from univg_core.checkpoints import load_checkpoint, save_checkpoint
@@ -40,6 +41,28 @@ def test_install_copies_the_shipped_files_into_comfyuis_folders(shipped, tmp_pat
     before = installed[0].stat().st_mtime_ns
     install_mini.install(models_dir, weights=shipped, log=lambda message: None)
     assert installed[0].stat().st_mtime_ns == before  # the same content is kept, not copied again
+
+
+def test_super_resolutions_own_vae_goes_to_models_vae_and_its_model_names_it(shipped, tmp_path, tower_calls):
+    """F_SR's VAE is installed beside the Mini VAE; a model rewritten for it (write_with_vae) keeps
+    every weight and names that VAE and its latent scale factor."""
+    from univg_core.checkpoints import read_state_dict
+    from univg_core.models.tiny_vae import ShuffleTinyVAE
+
+    save_file({k: v.contiguous() for k, v in ShuffleTinyVAE().state_dict().items()}, str(shipped / models.SR_VAE_FILE))
+    models_dir = tmp_path / "models"
+    installed = install_mini.install(models_dir, weights=shipped, log=lambda message: None)
+    assert installed == [models_dir / "univg" / models.BASE_FILE]  # a VAE is not a checkpoint
+    assert (models_dir / "vae" / models.SR_VAE_FILE).read_bytes() == (shipped / models.SR_VAE_FILE).read_bytes()
+
+    out = tmp_path / "sr_init.safetensors"
+    models.write_with_vae(shipped / models.BASE_FILE, out, models.SR_VAE_FILE, 0.5)
+    (before, before_meta), (after, after_meta) = read_state_dict(shipped / models.BASE_FILE), read_state_dict(out)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert load_checkpoint(out).config.schedule.scale_factor == 0.5
+    assert load_checkpoint(shipped / models.BASE_FILE).config.schedule.scale_factor != 0.5
+    assert models.companion_vae(after_meta) == models.SR_VAE_FILE and models.companion_vae(before_meta) == models.VAE_FILE
+    assert models.companion_vae({}) == models.VAE_FILE
 
 
 def test_a_damaged_or_missing_shipped_file_says_how_to_restore_it(shipped, tmp_path, tower_calls):

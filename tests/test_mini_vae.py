@@ -78,3 +78,16 @@ def test_the_shuffle_vae_starts_as_the_vae_it_grows_from_and_can_draw_what_neare
         nearest = randomize_(TinyVAE(), seed=4).decode(flat)[..., 176:208, 176:208]
     assert (randomized[..., 0::2, :] - randomized[..., 1::2, :]).abs().max() > 1e-3
     assert (nearest - nearest[..., :1, :1]).abs().max() < 1e-5
+
+
+def test_the_detail_weight_makes_what_a_2x_area_downsample_removes_cost_more():
+    """An error that is a period-2 pattern (all of it block detail) costs 1 + w times the plain
+    loss; an error that is flat over each 2x2 block (no block detail) costs the same as without."""
+    target = torch.full((1, 3, 8, 8), 0.5)
+    checker = ((torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2 - 1.0) * 0.1
+    patterned = target + checker
+    flat = target + 0.1
+    for weight in (1.0, 4.0):
+        plain = reconstruction_loss(patterned, target)
+        torch.testing.assert_close(reconstruction_loss(patterned, target, detail_weight=weight), (1 + weight) * plain)
+        torch.testing.assert_close(reconstruction_loss(flat, target, detail_weight=weight), reconstruction_loss(flat, target))

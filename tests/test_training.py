@@ -459,3 +459,28 @@ def test_saved_files_load_with_their_task_settings(workspace):
     out = train(options(workspace, "animation", "from_t2v.safetensors", init=str(workspace / "t2v.safetensors"), steps=1),
                 log=QUIET)
     assert load_checkpoint(out).image_proj is None
+
+
+def test_sr_clean_share_caches_halved_copies_for_that_share_of_clips_and_leaves_default_caches_as_they_were(workspace, tmp_path):
+    """--clean-share 1: every clip's low-resolution copy is the 2x area downsample brought back up
+    (no blur, JPEG or noise); the default (0) keeps its cache names, so caches made before stay valid."""
+    from univg_core.training.cache import CacheSpec, _encode_latents, _key_fields, encoders_from_checkpoint
+    from univg_core.training.degrade import halved
+
+    assert "clean_share" not in _key_fields(CacheSpec(64, 64, 4, lowres=True))
+    assert _key_fields(CacheSpec(64, 64, 4, lowres=True, clean_share=0.2))["clean_share"] == 0.2
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 1.0 - 0.5  # a pattern of period 2
+    assert halved(checker.expand(1, 3, 16, 16)).abs().max() < 1e-6  # a 2x area downsample removes it whole
+    ramp = torch.linspace(-1, 1, 16).expand(1, 3, 16, 16)
+    assert (halved(ramp) - ramp).abs().mean() < 0.05  # what varies slowly stays
+
+    cache = tmp_path / "cache"
+    train(options(workspace, "sr", "clean.safetensors", steps=1, latent_crop=4, clean_share=1.0, cache_dir=str(cache)),
+          log=QUIET)
+    entry = torch.load(next(p for p in sorted(cache.glob("*.pt")) if p.name != "null.pt"), weights_only=True)
+    encoders = encoders_from_checkpoint(load_checkpoint(workspace / "base.safetensors"), need_vision=False)
+    video, _ = read_video(Path(entry["source"]), 64, 64, 12, 1)
+    torch.testing.assert_close(entry["lowres"].float(), _encode_latents(encoders.vae, halved(video)).float(),
+                               atol=2e-3, rtol=0)
+    with pytest.raises(TrainingSetupError, match="clean-share must be in"):
+        train(options(workspace, "sr", "bad.safetensors", steps=1, clean_share=1.5), log=QUIET)

@@ -26,8 +26,10 @@ MINI_MODELS = {
     "animation_custom_sampler": (models.ANIMATION_FILE,),
     # the paper's text -> image -> F_A route: the Mini's text-to-image model draws one frame
     "text_to_video_two_stage": (models.FIRST_FRAME_FILE, models.ANIMATION_FILE),
+    # the same, then F_SR to twice the size: the paper's whole route for text
+    "text_to_video_three_stage": (models.FIRST_FRAME_FILE, models.ANIMATION_FILE, models.SR_FILE),
 }
-ONE_FRAME_BASE = {"text_to_video_two_stage"}  # workflows whose base sampler draws the first frame alone
+ONE_FRAME_BASE = {"text_to_video_two_stage", "text_to_video_three_stage"}  # workflows whose base sampler draws the first frame alone
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
 UPSCALER_SETTINGS = {"width": 2 * models.SIZE, "height": 2 * models.SIZE, "fps": models.FPS}
 PROMPT_TITLES = ("Positive prompt", "SR prompt", "Animation prompt")  # the caption, for every model of a workflow

@@ -32,27 +32,28 @@ class MiniInstallError(RuntimeError):
 
 
 def shipped_unets(weights: Path = WEIGHTS) -> list[Path]:
-    return sorted(path for path in weights.glob("univg_mini_*.safetensors") if path.name != models.VAE_FILE)
+    return sorted(path for path in weights.glob("univg_mini_*.safetensors") if path.name not in models.VAE_FILES)
 
 
 def check_shipped(weights: Path = WEIGHTS) -> list[Path]:
     """Every shipped file, each opened as what it must be; a damaged one is named."""
-    vae = weights / models.VAE_FILE
+    from safetensors.torch import load_file
+
+    vaes = [weights / name for name in models.VAE_FILES if (weights / name).is_file()]
     unets = shipped_unets(weights)
-    if not vae.is_file() or not unets:
+    if not (weights / models.VAE_FILE).is_file() or not unets:
         raise MiniInstallError(f"UniVG Mini's weights are missing from {weights}; {RESTORE}")
     for path in unets:
         try:
             load_checkpoint(path, device="meta")
         except CheckpointError as error:
             raise MiniInstallError(f"{path.name} is damaged ({error}); {RESTORE}") from None
-    try:
-        from safetensors.torch import load_file
-
-        load_file(str(vae))
-    except Exception as error:
-        raise MiniInstallError(f"{vae.name} is damaged ({error}); {RESTORE}") from None
-    return [vae, *unets]
+    for vae in vaes:
+        try:
+            load_file(str(vae))
+        except Exception as error:
+            raise MiniInstallError(f"{vae.name} is damaged ({error}); {RESTORE}") from None
+    return [*vaes, *unets]
 
 
 def _digest(path: Path) -> str:
@@ -71,7 +72,7 @@ def install(models_dir: str | Path, weights: Path = WEIGHTS, log=print) -> list[
     files = check_shipped(weights)
     installed = []
     for source in files:
-        folder = "vae" if source.name == models.VAE_FILE else "univg"
+        folder = "vae" if source.name in models.VAE_FILES else "univg"
         _copy_if_changed(source, models_dir / folder / source.name)
         if folder == "univg":
             installed.append(models_dir / folder / source.name)

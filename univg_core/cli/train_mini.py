@@ -30,7 +30,10 @@ WEIGHTS = models.WEIGHTS_DIR
 VAE_FILE = models.VAE_FILE
 JOINT_VAE_FILE = "vae_joint.safetensors"  # the encoder every training run encodes with
 DECODER_VAE_FILE = "vae_decoder.safetensors"
+SR_JOINT_VAE_FILE = "sr_vae_joint.safetensors"
 IMAGE_SET = "world64_image"  # the first clips of world64, for the stage that reads CLIP-vision tokens
+SR_SET = "world128_textured"  # F_SR's clips: twice the size, with the world's pixel patterns
+SR_INIT_FILE = "sr_init.safetensors"  # F_B with the SR VAE's scale factor and companion
 
 
 def _log(message: str) -> None:
@@ -49,14 +52,14 @@ def _check_world_set(folder: Path, count: int | None = None) -> None:
 
 
 def stage_world(args) -> None:
-    sets = (("world64", 0, models.SIZE, args.clips), ("world128", 1, 2 * models.SIZE, args.clips),
-            (IMAGE_SET, 0, models.SIZE, args.image_clips))
-    for name, seed, size, count in sets:
+    sets = (("world64", 0, models.SIZE, args.clips, False), (SR_SET, 1, 2 * models.SIZE, args.clips, True),
+            (IMAGE_SET, 0, models.SIZE, args.image_clips, False))
+    for name, seed, size, count, textured in sets:
         folder = args.work / name
         if (folder / TRUTH).is_file():
             _check_world_set(folder, count)
         else:
-            write_dataset(folder, count, seed, models.FRAMES, size, models.FPS, log=_log)
+            write_dataset(folder, count, seed, models.FRAMES, size, models.FPS, log=_log, textured=textured)
 
 
 OBJECT_WEIGHT_KEY = "univg.vae_object_weight"  # absent in files made before the option: 0
@@ -123,6 +126,38 @@ def stage_vae(args) -> None:
     _log(f"VAE decoder on noisy latents: held-out PSNR {psnr:.2f} dB")
     _save_vae(vae.half(), path, {"univg.scale_factor": str(scale), "univg.heldout_psnr": f"{psnr:.2f}",
                                  **_object_weight_metadata(args.vae_object_weight)})
+
+
+def stage_sr_vae(args) -> None:
+    """F_SR's VAE, grown from the shipped Mini VAE (ShuffleTinyVAE.starting_from: the same encoder,
+    the last doubling of the decoder a pixel shuffle) and trained on textured 128x128 frames, with
+    a share of super-resolution's inputs; then its decoder alone on noisy latents, as the Mini VAE's."""
+    from ..mini.train_vae import sr_round_trip_scores
+    from ..models.tiny_vae import ShuffleTinyVAE
+
+    path = args.weights / models.SR_VAE_FILE
+    if path.is_file():
+        return
+    joint = args.work / SR_JOINT_VAE_FILE
+    common = dict(seed=args.seed, crop=64, textured=True, object_weight=4.0, detail_weight=args.sr_vae_detail_weight,
+                  frame_size=2 * models.SIZE, pool_clips=160)
+    if not joint.is_file():
+        start = ShuffleTinyVAE.starting_from(load_tiny_vae(args.weights / VAE_FILE))
+        vae = train_vae(VAETrainOptions(steps=args.sr_vae_steps, lr=3e-4, upsampled_share=0.3, **common), log=_log, start=start)
+        with torch.no_grad():
+            scale = models.latent_scale_factor(vae.encode(render_pool(64, args.seed, 2 * models.SIZE, textured=True)))
+        _save_vae(vae, joint, {"univg.scale_factor": str(scale)})
+    scale = float(_vae_metadata(joint)["univg.scale_factor"])
+    vae = load_tiny_vae(joint)
+    if args.sr_vae_noisy_steps:
+        options = VAETrainOptions(steps=args.sr_vae_noisy_steps, lr=1e-4, decoder_only=True,
+                                  latent_noise=args.decoder_latent_noise / scale, **common)
+        vae = train_vae(options, log=_log, start=vae)
+    scores = sr_round_trip_scores(vae, clips=16)
+    _log(f"SR VAE gate (held-out clips): {scores}")
+    gate = scores["round_trip"]
+    _save_vae(vae.half(), path, {"univg.scale_factor": str(scale), "univg.edge_psnr": f"{gate['edge_psnr']:.2f}",
+                                 "univg.energy_above_nyquist_share": f"{gate['energy_above_nyquist_share']:.3f}"})
 
 
 def vae_scale_factor(work: Path) -> float:
@@ -229,10 +264,20 @@ def stage_animation(args, bgn: bool = True) -> None:
 
 
 def stage_sr(args, bgn: bool = True) -> None:
+    """F_SR in the latents of its own VAE (the sr_vae stage): F_B's weights with that VAE's scale
+    factor, fine-tuned on the textured 128x128 clips; their low-resolution copies are the paper's
+    degradations, or (--sr-clean-share) a clean 2x area downsample, which removes the patterns."""
     name = "univg_mini_sr" + ("" if bgn else "_no_bgn") + ".safetensors"
+    sr_vae = args.weights / models.SR_VAE_FILE
+    if not sr_vae.is_file():
+        raise SystemExit(f"error: {sr_vae} is missing: F_SR works in its latents; run the sr_vae stage first")
+    init = args.work / SR_INIT_FILE
+    if not init.is_file():
+        models.write_with_vae(_base_file(args), init, models.SR_VAE_FILE, float(_vae_metadata(sr_vae)["univg.scale_factor"]))
     # on 64x64 crops of the 128x128 clips (8x8 latents, as F_B learnt): a whole clip costs ~5x the time
-    _train(args, "sr", _base_file(args), "world128", args.weights / name, args.sr_steps, 2 * models.SIZE,
-           text_only=True, zero_terminal_snr=True, bgn=bgn, latent_crop=models.SIZE // 8)
+    _train(args, "sr", init, SR_SET, args.weights / name, args.sr_steps, 2 * models.SIZE,
+           text_only=True, zero_terminal_snr=True, bgn=bgn, latent_crop=models.SIZE // 8, vae=str(sr_vae),
+           clean_share=args.sr_clean_share)
 
 
 def stage_animation_no_bgn(args) -> None:
@@ -245,7 +290,7 @@ def stage_sr_no_bgn(args) -> None:
 
 # every stage in the order it runs (each reads what the ones before it wrote)
 STAGE_RUNNERS = {
-    "world": stage_world, "vae": stage_vae, "towers": stage_towers, "base": stage_base, "first_frame": stage_first_frame,
+    "world": stage_world, "vae": stage_vae, "sr_vae": stage_sr_vae, "towers": stage_towers, "base": stage_base, "first_frame": stage_first_frame,
     "base_image": stage_base_image, "animation": stage_animation, "sr": stage_sr,
     "animation_no_bgn": stage_animation_no_bgn, "sr_no_bgn": stage_sr_no_bgn,
 }
@@ -282,7 +327,13 @@ def main(argv=None) -> int:
                         help="the image-reading F_B's object cells weigh 1 + this times their share of object "
                              "pixels in its loss (0: the paper's plain loss)")
     parser.add_argument("--animation-steps", type=int, default=4800)
+    parser.add_argument("--sr-vae-steps", type=int, default=2000, help="F_SR's VAE, encoder and decoder")
+    parser.add_argument("--sr-vae-noisy-steps", type=int, default=600, help="then its decoder on noisy latents")
+    parser.add_argument("--sr-vae-detail-weight", type=float, default=4.0,
+                        help="the error of what a 2x area downsample removes counts this much more in the SR VAE's loss")
     parser.add_argument("--sr-steps", type=int, default=800)
+    parser.add_argument("--sr-clean-share", type=float, default=0.2,
+                        help="F_SR: the share of clips whose low-resolution input is clean (halved) instead of degraded")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4, help="F_A and F_SR (fine-tuned from F_B)")
     parser.add_argument("--seed", type=int, default=0)

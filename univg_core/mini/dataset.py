@@ -31,8 +31,9 @@ def write_clip(frames: np.ndarray, path: Path, fps: int = 8) -> None:
 
 
 def write_dataset(folder: str | Path, count: int, seed: int, frames: int = 16, size: int = 64, fps: int = 8,
-                  log=print) -> list[ClipSpec]:
-    """`count` clips of `frames` frames at size x size into `folder`; returns their specs."""
+                  log=print, textured: bool = False) -> list[ClipSpec]:
+    """`count` clips of `frames` frames at size x size into `folder` (textured: with the world's
+    pixel patterns, at twice the base size); returns their specs."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     specs = make_specs(count, seed, frames)
@@ -41,7 +42,7 @@ def write_dataset(folder: str | Path, count: int, seed: int, frames: int = 16, s
         writer.writerow(["file", "caption"])
         for spec in specs:
             name = f"clip_{spec.index:05d}.mkv"
-            write_clip(render(spec, size), folder / name, fps)
+            write_clip(render(spec, size, textured), folder / name, fps)
             writer.writerow([name, spec.caption])
             truth.write(json.dumps({"file": name, **spec.to_json()}) + "\n")
             if log and (spec.index + 1) % 100 == 0:

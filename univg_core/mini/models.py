@@ -36,6 +36,8 @@ ANIMATION_FILE = "univg_mini_animation.safetensors"  # F_A
 SR_FILE = "univg_mini_sr.safetensors"  # F_SR
 ANIMATION_NO_BGN_FILE = "univg_mini_animation_no_bgn.safetensors"  # the ablation's twins
 SR_NO_BGN_FILE = "univg_mini_sr_no_bgn.safetensors"
+SR_VAE_FILE = "univg_mini_sr_vae.safetensors"  # F_SR's own VAE: it draws the world's pixel patterns at 128x128
+VAE_FILES = (VAE_FILE, SR_VAE_FILE)  # beside the UNets in the pack, but not checkpoints: they go to models/vae
 # The Mini's F_A guides its text at t >= this only (the samplers' guidance_from_t; w_T 1 below): in the
 # Mini VAE's latents full guidance walks an object's hue (blue -> purple). Decided on a fresh, fixed set
 # (every caption of the world x seeds 11 and 12): the two-stage route followed 362 of 450 captions
@@ -99,11 +101,29 @@ def write_base_init(path: str | Path, scale_factor: float, seed: int = 0, relati
     return config
 
 
-def companions_metadata() -> dict[str, str]:
+def companions_metadata(vae_file: str = VAE_FILE) -> dict[str, str]:
     """The Mini's VAE and towers by file name: the UniVG Checkpoint Loader finds them in
     ComfyUI's models/vae, models/text_encoders and models/clip_vision."""
-    parts = {"vae": VAE_FILE, "text_encoder": TEXT_FILE, "clip_vision": VISION_FILE}
+    parts = {"vae": vae_file, "text_encoder": TEXT_FILE, "clip_vision": VISION_FILE}
     return {COMPANIONS_KEY: json.dumps(parts)}
+
+
+def companion_vae(metadata: dict[str, str]) -> str:
+    """The VAE file a Mini model's metadata names (the Mini VAE for files that name none)."""
+    return json.loads(metadata.get(COMPANIONS_KEY, "{}")).get("vae", VAE_FILE)
+
+
+def write_with_vae(source: str | Path, out: str | Path, vae_file: str, scale_factor: float) -> ModelConfig:
+    """`source` with another VAE: its latent scale factor and companion VAE replaced, the weights
+    unchanged (the start of a model fine-tuned in that VAE's latents)."""
+    from safetensors.torch import save_file
+
+    state, metadata = read_state_dict(source)
+    config = load_checkpoint(source).config
+    config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, scale_factor=scale_factor))
+    metadata = {**metadata, **config_metadata(config), **companions_metadata(vae_file)}
+    write_atomically(out, lambda partial: save_file(state, str(partial), metadata=metadata))
+    return config
 
 
 def parameter_count(config: ModelConfig) -> int:

@@ -18,6 +18,7 @@ from ..diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from ..diffusion.schedule import alphas_cumprod_for
 from ..training.clip_towers import load_text_tower, load_vision_tower, tokenize
 from ..models.tiny_vae import TinyVAE, load_tiny_vae
+from .models import companion_vae
 
 
 def load_mini_vae(path: str | Path) -> TinyVAE:
@@ -39,6 +40,8 @@ class MiniRenderer:
     def __init__(self, text_encoder: str | Path, vae: str | Path, image_encoder: Optional[str | Path] = None):
         self.text = load_text_tower({"model." + key: value for key, value in load_file(str(text_encoder)).items()})
         self.vae = load_mini_vae(vae)
+        self._vaes = {Path(vae).name: self.vae}  # by file name; a model's own VAE lies beside `vae`
+        self._vae_folder = Path(vae).parent
         self._image_encoder = image_encoder
         self._vision = None
         self._models: dict[str, LoadedCheckpoint] = {}
@@ -94,13 +97,20 @@ class MiniRenderer:
         return make_guided_denoiser(model_fn, "multi", conditions, w_text=text_weight, w_image=image_weight,
                                     guidance_rescale=model.config.guidance_rescale, guidance_from_t=guidance_from_t)
 
+    def vae_for(self, model: LoadedCheckpoint) -> TinyVAE:
+        """The VAE the model's metadata names (F_SR's own), else the renderer's."""
+        name = companion_vae(model.metadata)
+        if name not in self._vaes:
+            self._vaes[name] = load_mini_vae(self._vae_folder / name)
+        return self._vaes[name]
+
     def encode(self, model: LoadedCheckpoint, pixels: torch.Tensor) -> torch.Tensor:
         """[T, 3, H, W] in [0, 1] -> model latents [T, C, H/8, W/8]."""
-        return self.vae.encode(pixels) * model.config.schedule.scale_factor
+        return self.vae_for(model).encode(pixels) * model.config.schedule.scale_factor
 
     def decode(self, model: LoadedCheckpoint, latents: torch.Tensor) -> np.ndarray:
         """[1, C, T, h, w] model latents -> uint8 frames."""
-        return to_uint8(self.vae.decode(latents[0].transpose(0, 1) / model.config.schedule.scale_factor))
+        return to_uint8(self.vae_for(model).decode(latents[0].transpose(0, 1) / model.config.schedule.scale_factor))
 
     def decode_each(self, model: LoadedCheckpoint, latents: torch.Tensor) -> list[np.ndarray]:
         """[B, C, T, h, w] -> B uint8 videos, decoded one video at a time (as a batch of one is)."""

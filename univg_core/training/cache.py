@@ -24,7 +24,7 @@ from ..files import write_atomically
 from .clip_towers import TextTower, VisionTower, load_text_tower, load_vision_tower, tokenize
 from .vae_encoder import load_vae_encoder
 from .data import ClipRecord, DataError, read_video
-from .degrade import degrade
+from .degrade import degrade, halved
 from .object_weight import object_share
 
 NULL_FILE = "null.pt"
@@ -107,12 +107,15 @@ class CacheSpec:
     image_tokens: bool = False
     seed: int = 0
     object_shares: bool = False  # each latent cell's share of object pixels, for --object-weight
+    clean_share: float = 0.0  # super-resolution: the share of clips whose low-resolution copy is only halved
 
 
 def _key_fields(spec: CacheSpec) -> dict:
     fields = asdict(spec)
     if not spec.object_shares:  # caches made before the option keep their names
         del fields["object_shares"]
+    if not spec.clean_share:
+        del fields["clean_share"]
     return fields
 
 
@@ -158,7 +161,8 @@ def encode_clip(record: ClipRecord, encoders: Encoders, spec: CacheSpec, key: st
     }
     if spec.lowres:
         generator = torch.Generator().manual_seed(int(key, 16) % (2**63))
-        entry["lowres"] = _encode_latents(encoders.vae, degrade(video, generator))
+        clean = spec.clean_share and float(torch.rand((), generator=generator)) < spec.clean_share
+        entry["lowres"] = _encode_latents(encoders.vae, halved(video) if clean else degrade(video, generator))
     if spec.object_shares:
         entry["object"] = object_share(video, *entry["latents"].shape[-2:]).half()
     starts = window_starts(video.shape[0], spec.frames, spec.window_stride)

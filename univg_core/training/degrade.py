@@ -45,3 +45,11 @@ def degrade(frames: torch.Tensor, generator: torch.Generator, ranges: DegradeRan
     noise = torch.randn(pixels.shape, generator=generator) * _uniform(ranges.noise_std, generator)
     pixels = (pixels + noise).clamp(0, 1)
     return upsample_frames(pixels * 2 - 1, height, width).clamp(-1, 1)
+
+
+def halved(frames: torch.Tensor) -> torch.Tensor:
+    """[T, 3, H, W] in [-1, 1] -> a clean low-resolution copy of the same shape: a 2x area
+    downsample brought back up as inference upsamples (a sharp render at half the size)."""
+    height, width = frames.shape[-2:]
+    small = torch.nn.functional.avg_pool2d(frames.float(), 2)
+    return upsample_frames(small, height, width).clamp(-1, 1)

@@ -255,6 +255,7 @@ def _prepare_data(options, loaded, spec, world, use_image, log) -> CachedClips:
         height=options.height, width=options.width, frames=options.frames, max_frames=options.max_frames,
         frame_stride=options.frame_stride, window_stride=options.window_stride,
         lowres=spec.uses_lowres, image_tokens=use_image, seed=options.seed, object_shares=bool(options.object_weight),
+        clean_share=options.clean_share if spec.uses_lowres else 0.0,
     )
     cache_dir = options.cache_dir or str(Path(options.data) / ".univg_cache")
     outcome = None
