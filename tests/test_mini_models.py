@@ -58,6 +58,19 @@ def test_the_shipped_vae_reconstructs_held_out_frames():
     assert heldout_psnr(load_mini_vae(WEIGHTS / models.VAE_FILE)) >= 30.0
 
 
+def test_super_resolutions_vae_passes_the_gate_on_held_out_clips():
+    """Issue 36's gate for F_SR's VAE, before any UNet is trained on it: its 128x128 round trip of
+    the textured world beats bicubic upsampling of the 64x64 clip on the object's edge pixels and
+    keeps at least 70% of the truth's energy above 64 px's Nyquist frequency, and draws each
+    shape's pattern (8 held-out clips, 4 frames each)."""
+    from univg_core.mini.train_vae import sr_round_trip_scores
+
+    scores = sr_round_trip_scores(load_mini_vae(WEIGHTS / models.SR_VAE_FILE), clips=8)
+    ours, bicubic = scores["round_trip"], scores["bicubic"]
+    assert ours["edge_psnr"] > bicubic["edge_psnr"], scores
+    assert ours["energy_above_nyquist_share"] >= 0.7 and ours["texture_right"] >= 0.8, scores
+
+
 VAE_COLOUR_SHORTFALL = (
     "the shipped VAE's encoder keeps a blue object on the gray background 0.03 (model units, in the object's "
     "latent cells) from the empty background, where the other colours stand 0.07-1.1 from it, and its decoder "

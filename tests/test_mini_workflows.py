@@ -71,13 +71,16 @@ def test_workflows_without_a_mini_model_say_so(monkeypatch, tmp_path):
     assert mini_models_for("image_to_video") is None  # its file is not there
     assert mini_models_for("text_to_video") is None
     assert mini_models_for("a_workflow_of_another_pack") is None
-    with pytest.raises(ValueError, match="no model for the image_to_video workflow"):
+    with pytest.raises(ValueError, match="image_to_video with UniVG Mini needs univg_mini_base_image.safetensors, "
+                                         "missing from .*git checkout"):
         apply_mini(_load("image_to_video"), "image_to_video")
+    with pytest.raises(ValueError, match="no model for the a_workflow_of_another_pack workflow"):
+        apply_mini(_load("image_to_video"), "a_workflow_of_another_pack")
 
 
 def test_every_bundled_workflow_has_its_shipped_mini_files():
     for name in ("text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
-                 "text_to_video_two_stage"):
+                 "text_to_video_two_stage", "text_to_video_three_stage"):
         assert mini_models_for(name) == mini_workflows.MINI_MODELS[name]
 
 

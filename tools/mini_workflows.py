@@ -50,9 +50,13 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
     """A copy of the API-format `workflow` that renders with the Mini. `settings` (steps, frames,
     width, height) replace the Mini's own for the samplers; the upscaler renders twice their size."""
     files = mini_models_for(workflow_name)
-    if files is None:
+    if workflow_name not in MINI_MODELS:
         raise ValueError(f"UniVG Mini has no model for the {workflow_name} workflow; it renders "
                          f"{', '.join(sorted(MINI_MODELS))}")
+    if files is None:
+        missing = [name for name in MINI_MODELS[workflow_name] if not (WEIGHTS / name).is_file()]
+        raise ValueError(f"{workflow_name} with UniVG Mini needs {', '.join(missing)}, missing from {WEIGHTS}; "
+                         "restore it with `git checkout -- univg_core/mini/weights`")
     sampler = {**SAMPLER_SETTINGS, **{k: v for k, v in (settings or {}).items() if v is not None}}
     upscaler = {**UPSCALER_SETTINGS, "width": 2 * sampler["width"], "height": 2 * sampler["height"]}
     workflow = copy.deepcopy(workflow)

@@ -328,7 +328,8 @@ def main(argv=None) -> int:
                              "pixels in its loss (0: the paper's plain loss)")
     parser.add_argument("--animation-steps", type=int, default=4800)
     parser.add_argument("--sr-vae-steps", type=int, default=2000, help="F_SR's VAE, encoder and decoder")
-    parser.add_argument("--sr-vae-noisy-steps", type=int, default=600, help="then its decoder on noisy latents")
+    parser.add_argument("--sr-vae-noisy-steps", type=int, default=0,
+                        help="then its decoder on noisy latents (0: none; 600 failed the edge half of the gate)")
     parser.add_argument("--sr-vae-detail-weight", type=float, default=4.0,
                         help="the error of what a 2x area downsample removes counts this much more in the SR VAE's loss")
     parser.add_argument("--sr-steps", type=int, default=800)
