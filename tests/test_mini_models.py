@@ -17,7 +17,7 @@ from univg_core.mini.detector import detect
 from univg_core.mini.render import MiniRenderer, load_mini_vae, to_pixels, to_uint8
 from univg_core.mini.train_vae import heldout_psnr
 from univg_core.evaluation.metrics import psnr as _psnr
-from univg_core.evaluation.studies import bicubic_upsample, held_out_specs
+from univg_core.evaluation.studies import held_out_specs
 from univg_core.mini.world import BACKGROUNDS, COLOURS, SHAPES, attribute_grid, caption_for, make_spec, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -364,23 +364,24 @@ def test_text_guidance_from_t_300_keeps_the_colour_full_guidance_shifts(renderer
     assert way >= 8 and blue and all(colour == "blue" for colour in blue), report
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: F_SR after 800 steps on 64x64 crops scores 15.9 dB against the "
-                   "128x128 truth, bicubic 40.3 dB: the world's anti-aliased 64x64 renders upsample almost exactly, "
-                   "and the Mini VAE's own round trip at 128x128 is 34.2 dB, so no model decoded by it can pass")
-def test_super_resolution_beats_bicubic_against_the_true_high_resolution_clip(renderer):
-    """F_SR from t = 700 in 7 steps on 6 held-out clips rendered at 64x64, scored against the
-    same clips rendered at 128x128."""
-    from univg_core.mini.world import render
+SR_SHORTFALL = ("issue 36: F_SR in the SR VAE's latents moves and reshapes the object where it draws the "
+                "world's pattern (8 validation clips at t_n 700, text weight 3: content kept in 1, the pattern in 50% "
+                "of frames; its training curve is flat from 400 to 2400 steps; docs/univg_mini_findings.md)")
 
-    rows, gains = [], []
-    for index, spec in enumerate(held_out_specs(6)):
-        low, high = render(spec, models.SIZE), render(spec, 2 * models.SIZE)
-        video = renderer.super_resolve(SR, low, spec.caption, seed=index)
-        bicubic = bicubic_upsample(low, 2 * models.SIZE)
-        gains.append(_psnr(video, high) - _psnr(bicubic, high))
-        rows.append(f"{spec.caption!r}: F_SR {_psnr(video, high):.2f} dB, bicubic {_psnr(bicubic, high):.2f} dB")
-    print("\n".join(rows) + f"\nmean gain {np.mean(gains):.2f} dB")
-    assert np.mean(gains) > 0, rows
+
+@pytest.mark.xfail(strict=True, reason=SR_SHORTFALL)
+def test_super_resolution_adds_the_worlds_detail_and_keeps_the_content(renderer):
+    """Issue 36 on 6 test clips (seed 200002, clean 64x64 renders in, textured 128x128 truth): the
+    shape's pattern drawn in at least 80% of frames, at least twice bicubic's energy above 64 px's
+    Nyquist frequency, the detector's colour, shape and motion of the output's 2x area downsample
+    those of the input in at least 5 of 6 clips, that downsample within 30 dB PSNR of the input."""
+    from univg_core.mini.sr_eval import TEST_SEED, SRSetting, evaluate_sr
+
+    scores = evaluate_sr(renderer, SR, SRSetting(text_weight=models.SR_TEXT_WEIGHT), clips=6, seed=TEST_SEED)
+    ours, bicubic = scores["sr"], scores["bicubic"]
+    assert ours["texture_right"] >= 0.8, scores
+    assert ours["energy_above_nyquist_share"] >= 2 * bicubic["energy_above_nyquist_share"], scores
+    assert ours["content_kept"] >= 5 / 6 and ours["content_psnr"] >= 30, scores
 
 
 BASE_IMAGE = WEIGHTS / models.BASE_IMAGE_FILE

@@ -33,6 +33,7 @@ def test_base_then_super_resolution_gets_the_base_and_the_sr_model_at_the_minis_
     (upscaler,) = _nodes(workflow, "UniVGUpscaler")
     assert (base["width"], base["height"], base["frames"], base["steps"], base["fps"]) == (64, 64, 8, 12, 8)
     assert (upscaler["width"], upscaler["height"], upscaler["steps"]) == (128, 128, 7)  # its own step count
+    assert upscaler["text_weight"] == mini_workflows.models.SR_TEXT_WEIGHT != _nodes(template, "UniVGUpscaler")[0]["text_weight"]
     prompts = [node["inputs"]["text"] for node in workflow.values() if node["_meta"]["title"] in ("Positive prompt", "SR prompt")]
     assert prompts == [mini_workflows.EXAMPLE_CAPTION] * 2
     assert _nodes(template, "UniVGBaseSampler")[0]["width"] == 512  # the template is left as it was

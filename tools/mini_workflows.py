@@ -72,6 +72,8 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
             inputs["frames"] = 1
         if guides_the_animation_model(kind, files):
             inputs["guidance_from_t"] = models.ANIMATION_GUIDANCE_FROM_T
+        if kind == "UniVGUpscaler":
+            inputs["text_weight"] = models.SR_TEXT_WEIGHT
         if kind == "CreateVideo":
             inputs["fps"] = float(sampler["fps"])
         elif kind == "LoadImage":  # the pack's own example: nothing to copy into ComfyUI's input folder

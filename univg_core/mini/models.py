@@ -44,6 +44,10 @@ VAE_FILES = (VAE_FILE, SR_VAE_FILE)  # beside the UNets in the pack, but not che
 # against 313 (docs/univg_mini_findings.md). The nodes keep the paper's 0 as their default.
 ANIMATION_GUIDANCE_FROM_T = 300
 
+# The Mini's F_SR guides its text with this weight (the upscaler's text_weight), chosen on held-out clips of
+# its own seed by the rule in docs/univg_mini_findings.md ("Mini v2"). The node keeps 7.5 as its default.
+SR_TEXT_WEIGHT = 3.0
+
 MINI_UNET = dict(
     model_channels=32,
     channel_mult=(1, 2),
