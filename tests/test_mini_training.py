@@ -203,10 +203,17 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
     (silenced) branch: the animation workflows hand the first frame over through UniVG
     Multi-Conditioning, which needs the CLIP_VISION the loader returns only for a model with one.
     The image-reading F_B keeps its branch and learns with the object's cells weighing 5."""
+    from univg_core.models.tiny_vae import ShuffleTinyVAE
+
     weights = tmp_path / "weights"
     weights.mkdir()
     config, unet, image_proj = tiny_models("univg_base")
     save_checkpoint(weights / models.BASE_FILE, config, unet, image_proj)
+    arguments = ["--work", str(tmp_path / "work"), "--weights", str(weights)]
+    with pytest.raises(SystemExit, match="univg_mini_sr_vae.safetensors is missing: F_SR works in its latents"):
+        train_mini.main(["--stages", "sr"] + arguments)
+    save_file({k: v.contiguous() for k, v in ShuffleTinyVAE().state_dict().items()}, str(weights / models.SR_VAE_FILE),
+              metadata={"univg.scale_factor": "1.5"})
     asked = {}
 
     def silenced_run(options, log):
@@ -221,8 +228,14 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
 
     monkeypatch.setattr(train_mini, "train", silenced_run)
     stages = "base_image,animation,sr,animation_no_bgn,sr_no_bgn"
-    assert train_mini.main(["--stages", stages, "--work", str(tmp_path / "work"), "--weights", str(weights)]) == 0
+    assert train_mini.main(["--stages", stages] + arguments) == 0
     assert sorted(asked) == [("animation", False), ("animation", True), ("base", True), ("sr", False), ("sr", True)]
+    for bgn in (True, False):  # F_SR learns in its own VAE's latents, from F_B with that VAE's scale factor
+        sr = asked["sr", bgn]
+        assert sr.vae == str(weights / models.SR_VAE_FILE) and sr.clean_share == 0.2
+        assert sr.data == str(tmp_path / "work" / train_mini.SR_SET)
+        start = load_checkpoint(sr.init)
+        assert start.config.schedule.scale_factor == 1.5 and models.companion_vae(start.metadata) == models.SR_VAE_FILE
     assert not any(options.image_tokens for options in asked.values() if options.task == "animation")
     assert asked["base", True].image_tokens and asked["base", True].object_weight == 4.0
     assert {options.object_weight for options in asked.values() if options.task != "base"} == {0.0}

@@ -131,7 +131,8 @@ def stage_vae(args) -> None:
 def stage_sr_vae(args) -> None:
     """F_SR's VAE, grown from the shipped Mini VAE (ShuffleTinyVAE.starting_from: the same encoder,
     the last doubling of the decoder a pixel shuffle) and trained on textured 128x128 frames, with
-    a share of super-resolution's inputs; then its decoder alone on noisy latents, as the Mini VAE's."""
+    a share of super-resolution's inputs and a detail-weighted loss; with --sr-vae-noisy-steps, then its
+    decoder alone on noisy latents, as the Mini VAE's (not the shipped recipe: see the findings)."""
     from ..mini.train_vae import sr_round_trip_scores
     from ..models.tiny_vae import ShuffleTinyVAE
 
@@ -329,7 +330,7 @@ def main(argv=None) -> int:
     parser.add_argument("--animation-steps", type=int, default=4800)
     parser.add_argument("--sr-vae-steps", type=int, default=2000, help="F_SR's VAE, encoder and decoder")
     parser.add_argument("--sr-vae-noisy-steps", type=int, default=0,
-                        help="then its decoder on noisy latents (0: none; 600 failed the edge half of the gate)")
+                        help="then its decoder alone on noisy latents (0: none, the shipped recipe)")
     parser.add_argument("--sr-vae-detail-weight", type=float, default=4.0,
                         help="the error of what a 2x area downsample removes counts this much more in the SR VAE's loss")
     parser.add_argument("--sr-steps", type=int, default=800)
