@@ -22,7 +22,7 @@ from typing import Optional
 
 from .comfy_host import ROOT, HostError, Server, output_files, prepare_base, queue_prompt, status_of, wait_for
 from .mini_workflows import (PROMPT_TITLES, apply_mini, apply_video_settings, checkpoint_loaders,
-                             mini_models_for, SEED_INPUTS, set_seed)
+                             mini_models_for, seeds_of, set_seed)
 from .progress_watch import ProgressWatcher
 
 MODELS = ROOT / "models"
@@ -154,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = " + ".join(checkpoints)
     if args.seed is not None:
         set_seed(workflow, args.seed)
-    seeds = sorted({v for node in workflow.values() for k, v in node["inputs"].items()
-                    if k in SEED_INPUTS and isinstance(v, int)})
+    seeds = seeds_of(workflow)
     route = ROUTES.get(args.workflow, "see README.md, Workflows")
     print(f"Workflow {args.workflow} ({route}), seed {', '.join(map(str, seeds))}", flush=True)
 

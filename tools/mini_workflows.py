@@ -93,15 +93,23 @@ def guides_the_animation_model(kind: str, files: tuple[str, ...]) -> bool:
 SEED_INPUTS = ("seed", "noise_seed")  # UniVG samplers, the upscaler and KSampler; core RandomNoise
 
 
+def _seed_inputs(workflow: dict) -> list[tuple[dict, str]]:
+    """(inputs, name) of every seed widget of an API-format workflow (a seed linked from another node stays a link)."""
+    return [(node["inputs"], name) for node in workflow.values() for name in SEED_INPUTS
+            if name in node["inputs"] and not isinstance(node["inputs"][name], list)]
+
+
 def set_seed(workflow: dict, seed: int) -> int:
     """Put `seed` into every seed input of an API-format workflow; returns how many it set."""
-    count = 0
-    for node in workflow.values():
-        for name in SEED_INPUTS:
-            if name in node["inputs"] and not isinstance(node["inputs"][name], list):  # a link stays a link
-                node["inputs"][name] = seed
-                count += 1
-    return count
+    places = _seed_inputs(workflow)
+    for inputs, name in places:
+        inputs[name] = seed
+    return len(places)
+
+
+def seeds_of(workflow: dict) -> list[int]:
+    """The distinct seeds an API-format workflow's seed inputs hold, sorted."""
+    return sorted({inputs[name] for inputs, name in _seed_inputs(workflow)})
 
 
 def checkpoint_loaders(workflow: dict) -> list[dict]:

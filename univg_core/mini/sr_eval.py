@@ -13,7 +13,7 @@ import torch
 
 from .detector import detect
 from .models import FRAMES, SIZE
-from .sr_quality import area_halved, sr_scores
+from .sr_quality import area_halved, mean_scores, sr_scores
 from .world import make_specs, render
 
 VALIDATION_SEED = 200_001  # the clips guidance and strength are chosen on
@@ -52,4 +52,4 @@ def evaluate_sr(renderer, sr_file, setting: SRSetting, clips: int, seed: int, sa
             frames = renderer.super_resolve(sr_file, low, spec.caption, seed=sampling_seed, steps=setting.steps,
                                             strength=setting.strength, text_weight=setting.text_weight)
             rows["sr"].append({**sr_scores(frames, spec, truth, low), "content_kept": float(content_kept(frames, low))})
-    return {name: {key: float(np.mean([row[key] for row in values])) for key in values[0]} for name, values in rows.items()}
+    return mean_scores(rows)

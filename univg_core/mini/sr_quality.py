@@ -71,3 +71,8 @@ def sr_scores(frames, spec: ClipSpec, truth, low) -> dict:
         "texture_right": float(np.mean(textures_drawn(frames, truth, spec.shape))),
         "content_psnr": psnr_on(area_halved(frames), low),
     }
+
+
+def mean_scores(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Per arm, the mean of each score over its rows (one row per clip, or clip and seed)."""
+    return {name: {key: float(np.mean([row[key] for row in values])) for key in values[0]} for name, values in rows.items()}

@@ -163,7 +163,8 @@ def train_vae(options: VAETrainOptions, log: Optional[Callable[[str], None]] = p
 def sr_round_trip_scores(vae: TinyVAE, clips: int = 24, frames: int = 4) -> dict:
     """Super-resolution's VAE gate on held-out clips: the textured 128x128 truth through the VAE,
     and bicubic upsampling of the 64x64 clip, each scored by sr_quality (averaged over clips)."""
-    from .sr_quality import sr_scores
+    from .sr_eval import bicubic
+    from .sr_quality import mean_scores, sr_scores
 
     rows = {"round_trip": [], "bicubic": []}
     for spec in make_specs(clips, HELDOUT_SEED + 1, frames):
@@ -171,10 +172,7 @@ def sr_round_trip_scores(vae: TinyVAE, clips: int = 24, frames: int = 4) -> dict
         low = render(spec, 64)
         pixels = torch.from_numpy(truth).permute(0, 3, 1, 2).float() / 255
         round_trip = vae(pixels).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-        low_pixels = torch.from_numpy(low).permute(0, 3, 1, 2).float() / 255
-        bicubic = torch.nn.functional.interpolate(low_pixels, scale_factor=2, mode="bicubic").clamp(0, 1)
         rows["round_trip"].append(sr_scores(round_trip, spec, truth, low))
-        rows["bicubic"].append(sr_scores(bicubic.permute(0, 2, 3, 1).numpy(), spec, truth, low))
-    return {name: {key: float(np.mean([row[key] for row in values])) for key in values[0]}
-            for name, values in rows.items()}
+        rows["bicubic"].append(sr_scores(bicubic(low), spec, truth, low))
+    return mean_scores(rows)
 
