@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command: set up .venv (CPU torch), build the real ComfyUI hosts the
 # host tests drive (.host/, ignored), and run the whole suite on the CPU.
-# With no arguments it runs in five processes: the suite, the in-process host suites in three
-# groups, then the two-host tests (tests/test_host_versions.py), which start ComfyUI servers and
+# With no arguments it runs in seven processes: the suite, the in-process host suites in four
+# groups, the browser test, then the two-host tests (tests/test_host_versions.py), which start ComfyUI servers and
 # a second in-process suite of their own. Each process is measured (tools/peak_rss.py): its time and the peak memory of
 # its largest process are printed at the end, and a peak over UNIVG_TEST_MEMORY_LIMIT_GIB
 # (12) fails the run; the per-file table of each is in .cache/suite_memory/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build_host.sh
+bash scripts/build_browser.sh
 if [ "$#" -gt 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
@@ -28,6 +29,7 @@ ENCODERS_TEST=test_training_encoders_match_comfyuis
 HOST_GROUPS=(
     "host_nodes:tests/test_host.py tests/test_host_core_sampling.py tests/test_host_fidelity.py"
     "host_mini:tests/test_host_mini.py tests/test_host_server.py"
+    "browser:tests/test_host_browser.py"
     "host_training:tests/test_host_training.py --deselect tests/test_host_training.py::$ENCODERS_TEST"
     "host_encoders:tests/test_host_training.py::$ENCODERS_TEST"
 )
