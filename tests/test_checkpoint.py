@@ -50,7 +50,7 @@ def write_ckpt(tmp_path, state, name="model.ckpt", wrapper="state_dict"):
 
 # Same tensors as another family: UniVG's own files carry their family in metadata, DynamiCrafter
 # 1024 in its scale_arr buffer (tested below); a bare tiny file needs `family=`.
-TOLD_APART_ONLY_BY_NAME = {"dynamicrafter_1024", "univg_base", "univg_animation", "univg_sr"}
+TOLD_APART_ONLY_BY_NAME = {"dynamicrafter_1024", "univg_base", "univg_animation", "univg_interpolation", "univg_sr"}
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
@@ -315,7 +315,7 @@ def meta_state(preset: str) -> dict:
 
 
 FULL = ["videocrafter2_t2v_512", "videocrafter1_i2v_512", "videocrafter1_t2v_1024",
-        "dynamicrafter_256", "dynamicrafter_512", "dynamicrafter_1024", "univg_base", "univg_animation", "univg_sr"]
+        "dynamicrafter_256", "dynamicrafter_512", "dynamicrafter_1024", "univg_base", "univg_animation", "univg_interpolation", "univg_sr"]
 
 
 @pytest.mark.parametrize("preset", FULL)

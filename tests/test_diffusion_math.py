@@ -431,7 +431,7 @@ def test_a_nan_already_in_the_input_latent_is_named_as_such():
 @pytest.mark.parametrize("family, expected", [
     ("videocrafter2_t2v_512", 999), ("videocrafter1_t2v_1024", 999), ("videocrafter1_i2v_512", 999),
     ("dynamicrafter_256", 990), ("dynamicrafter_512", 990), ("dynamicrafter_1024", 990),
-    ("univg_base", 999), ("univg_animation", 990), ("univg_sr", 700),
+    ("univg_base", 999), ("univg_animation", 990), ("univg_interpolation", 990), ("univg_sr", 700),
 ])
 def test_the_start_timestep_is_one_rule_for_every_family(family, expected):
     """Every node and core path starts where `start_timestep` says: the file's BGN t_n, else the
@@ -445,6 +445,7 @@ def test_the_start_timestep_is_one_rule_for_every_family(family, expected):
     assert start_timestep(config, "super_resolution") == (config.bgn_t_n if config.bgn_t_n is not None else 700)
     assert start_timestep(config, "animation") == (config.bgn_t_n if config.bgn_t_n is not None else 990)
     own = dataclasses.replace(config, bgn_t_m=100, bgn_t_n=875)  # a file that names its window
-    assert {start_timestep(own, task) for task in (None, "base", "animation", "super_resolution")} == {875}
+    assert start_timestep(config, "interpolation") == start_timestep(config, "animation")
+    assert {start_timestep(own, task) for task in (None, "base", "animation", "interpolation", "super_resolution")} == {875}
     with pytest.raises(ValueError, match="task must be one of"):
-        start_timestep(config, "interpolation")
+        start_timestep(config, "keyframes")

@@ -442,6 +442,7 @@ def test_cli_reports_bad_input_with_exit_2(workspace, tmp_path):
 def test_saved_files_load_with_their_task_settings(workspace):
     for task, family, prediction, window, channels in (
         ("animation", "univg_animation", "eps", (600, 990), 8),
+        ("interpolation", "univg_interpolation", "eps", (600, 990), 8),
         ("sr", "univg_sr", "v", (0, 700), 4),
         ("base", "univg_base", "eps", (None, None), 4),
     ):

@@ -107,7 +107,7 @@ class ModelConfig:
         return self.unet.in_channels > self.unet.out_channels
 
 
-TASKS = ("base", "animation", "super_resolution")
+TASKS = ("base", "animation", "interpolation", "super_resolution")
 
 
 def start_timestep(config: ModelConfig, task: Optional[str] = None) -> int:
@@ -120,7 +120,7 @@ def start_timestep(config: ModelConfig, task: Optional[str] = None) -> int:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if config.bgn_t_n is not None:
         return config.bgn_t_n
-    if task == "animation":
+    if task in ("animation", "interpolation"):
         return ANIMATION_WINDOW[1]
     if task == "super_resolution":
         return SUPER_RESOLUTION_WINDOW[1]
@@ -175,6 +175,13 @@ _PRESET_SETTINGS: dict[str, dict] = {
     ),
     # F_A: F_B with the first-frame latent concatenated (C -> 2C), BGN 600..990.
     "univg_animation": dict(
+        unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=8),
+        image_proj=_DC_RESAMPLER,
+        bgn_t_m=ANIMATION_WINDOW[0],
+        bgn_t_n=ANIMATION_WINDOW[1],
+    ),
+    # F_I: F_A with the first and last frames' latents concatenated (zeros between), BGN from their blend.
+    "univg_interpolation": dict(
         unet=UNetConfig(in_channels=8, image_cross_attention=True, image_tokens_per_frame=16, default_fs=8),
         image_proj=_DC_RESAMPLER,
         bgn_t_m=ANIMATION_WINDOW[0],

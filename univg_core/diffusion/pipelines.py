@@ -4,7 +4,8 @@ encoder/decoder and tensors. Latent videos are [B, C, T, h, w]; pixel videos are
 
 - generate (F_B): text and/or image guidance, from pure (optionally offset) noise.
 - animate (F_A): first-frame latent concatenated on the channels, start from the BGN
-  condition at t_n; frame 0 of the result is the input frame.
+  condition at t_n; frame 0 of the result is the input frame. animate_keyframes: the same
+  through any keyframes (first + last, loop; see keyframes).
 - super_resolve (F_SR): upsample, encode, start at t_n = 700 from the low-resolution
   latent, 7 DPM-Solver++ steps, in overlapping frame/space tiles so memory stays bounded.
 """
@@ -15,10 +16,10 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import bgn
+from . import bgn, keyframes
 from .samplers import Callback, Denoiser, make_timesteps, sample
 from ..video import check_pixel_video, in_chunks, upsample_frames
-from .schedule import offset_noise, q_sample
+from .schedule import offset_noise
 
 Codec = Callable[[torch.Tensor], torch.Tensor]
 
@@ -71,17 +72,6 @@ def generate(
     )
 
 
-def first_frame_condition(first_latent: torch.Tensor, frames: int) -> torch.Tensor:
-    """[B, C, h, w] or [B, C, 1, h, w] -> the latent repeated over `frames`: [B, C, T, h, w]."""
-    if first_latent.ndim == 4:
-        first_latent = first_latent.unsqueeze(2)
-    if first_latent.ndim != 5 or first_latent.shape[2] != 1:
-        raise ValueError(f"first-frame latent must be [B, C, h, w] or [B, C, 1, h, w], got {list(first_latent.shape)}")
-    if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
-    return first_latent.expand(-1, -1, frames, -1, -1).contiguous()
-
-
 def animate(
     denoise: Denoiser,
     first_latent: torch.Tensor,
@@ -104,31 +94,55 @@ def animate(
     input frame's latent exactly, whatever the sampler's last step lands on. `noise` (shape of
     the condition, [B, C, frames, h, w]) replaces the draw from `generator`, e.g. one seed per
     video of a batch."""
+    return animate_keyframes(
+        denoise, keyframes.keyframes_for("first", first_latent, frames), "repeat", alphas_cumprod, prediction,
+        steps=steps, t_m=t_m, t_n=t_n, sampler=sampler, generator=generator, eta=eta, scale_arr=scale_arr,
+        callback=callback, final_step=final_step, noise=noise,
+    )
+
+
+def animate_keyframes(
+    denoise: Denoiser,
+    given: keyframes.Keyframes,
+    layout: str,
+    alphas_cumprod: torch.Tensor,
+    prediction: str,
+    steps: int = 50,
+    t_m: int = bgn.ANIMATION_WINDOW[0],
+    t_n: int = bgn.ANIMATION_WINDOW[1],
+    sampler: str = "dpmpp_2m",
+    generator: Optional[torch.Generator] = None,
+    eta: float = 0.0,
+    scale_arr: Optional[torch.Tensor] = None,
+    callback: Optional[Callback] = None,
+    final_step: str = "original",
+    noise: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """A video through the given keyframes: `denoise` reads [x_t ; concat] with the concat in
+    `layout` (keyframes.concat_latent); sampling starts from the keyframes' BGN condition (their
+    per-frame blend) at t_n, and every keyframe's frame of the result is its latent exactly."""
     bgn.check_window(t_m, t_n, len(alphas_cumprod))
     _check_steps(steps, t_n + 1)
-    condition = first_frame_condition(first_latent, frames)
+    condition = keyframes.blend(given)
+    concat = keyframes.concat_latent(given, layout)
     if noise is None:
         noise = torch.randn(condition.shape, generator=generator, device=condition.device, dtype=condition.dtype)
     elif noise.shape != condition.shape:
         raise ValueError(f"noise has shape {list(noise.shape)}, expected the condition's {list(condition.shape)}")
     x = bgn.inference_start(condition, noise, t_n, alphas_cumprod)
-    first, first_noise = condition[:, :, :1], noise[:, :, :1]
 
-    def pin_first_frame(x_next: torch.Tensor, abar_next: float) -> torch.Tensor:
-        # frame 0 follows the input frame's own forward process, landing on it exactly
-        x_next = x_next.clone()
-        x_next[:, :, :1] = q_sample(first, first_noise, abar_next)
-        return x_next
+    def pin_keyframes(x_next: torch.Tensor, abar_next: float) -> torch.Tensor:
+        return keyframes.pin(x_next, given, noise, abar_next)
 
     def denoise_with_concat(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return denoise(torch.cat([x_t, condition], dim=1), t)
+        return denoise(torch.cat([x_t, concat], dim=1), t)
 
     timesteps = make_timesteps(steps, "uniform_trailing", t_start=t_n, timesteps=len(alphas_cumprod))
     video = sample(
         sampler, denoise_with_concat, x, alphas_cumprod, timesteps, prediction, eta=eta, generator=generator,
-        callback=callback, scale_arr=scale_arr, after_step=pin_first_frame, final_step=final_step,
+        callback=callback, scale_arr=scale_arr, after_step=pin_keyframes, final_step=final_step,
     )
-    video[:, :, :1] = first
+    video[:, :, list(given.positions)] = given.latents.to(video.dtype)
     return video
 
 

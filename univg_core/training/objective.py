@@ -3,6 +3,8 @@
 base (F_B): the generation paradigm, x_t = q(v_T), text dropout 0.5, image dropout 0.1.
 animation (F_A): first frame concatenated on the channels, BGN between t_m=600 and t_n=990,
     eps-prediction, text and image dropout 0.1.
+interpolation (F_I): the first and last frames concatenated (zeros between, DynamiCrafter's
+    interp layout), BGN towards their per-frame linear blend (keyframes.blend), as F_A otherwise.
 sr (F_SR): BGN between t_m=0 and t_n=700 towards the degraded clip's latents, v-prediction,
     text dropout 0.1, no image branch.
 """
@@ -14,8 +16,7 @@ from typing import Optional
 
 import torch
 
-from ..diffusion import bgn
-from ..diffusion.pipelines import first_frame_condition
+from ..diffusion import bgn, keyframes
 from ..diffusion.schedule import q_sample, v_from_x0_eps
 
 
@@ -27,7 +28,9 @@ class TaskSpec:
     text_dropout: float
     image_dropout: float
     bgn_window: Optional[tuple[int, int]] = None
-    concat_first_frame: bool = False
+    concat_first_frame: bool = False  # keyframes concatenated on the input channels
+    keyframes: str = "first"  # keyframes.MODES: which frames of the clip are given
+    concat_layout: str = "repeat"  # keyframes.LAYOUTS
     uses_lowres: bool = False
     uses_image: bool = True
 
@@ -37,6 +40,10 @@ TASKS = {
     "animation": TaskSpec(
         "animation", "univg_animation", "eps", text_dropout=0.1, image_dropout=0.1,
         bgn_window=bgn.ANIMATION_WINDOW, concat_first_frame=True,
+    ),
+    "interpolation": TaskSpec(
+        "interpolation", "univg_interpolation", "eps", text_dropout=0.1, image_dropout=0.1,
+        bgn_window=bgn.ANIMATION_WINDOW, concat_first_frame=True, keyframes="first_last", concat_layout="sparse",
     ),
     "sr": TaskSpec(
         "sr", "univg_sr", "v", text_dropout=0.1, image_dropout=0.0,
@@ -53,11 +60,16 @@ def timestep_range(spec: TaskSpec, window: Optional[tuple[int, int]], timesteps:
     return 0, window[1]
 
 
+def clip_keyframes(spec: TaskSpec, latents: torch.Tensor) -> keyframes.Keyframes:
+    """The clip's own frames the task is given (its first, or its first and last)."""
+    return keyframes.keyframes_for(spec.keyframes, latents[:, :, 0], latents.shape[2], last=latents[:, :, -1])
+
+
 def condition_latents(spec: TaskSpec, latents: torch.Tensor, lowres: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """v_C of the BGN forward process: the first frame repeated (animation), or the degraded
-    clip's latents (super-resolution)."""
+    """v_C of the BGN forward process: the first frame repeated (animation), the first and last
+    frames' blend (interpolation), or the degraded clip's latents (super-resolution)."""
     if spec.concat_first_frame:
-        return first_frame_condition(latents[:, :, 0], latents.shape[2])
+        return keyframes.blend(clip_keyframes(spec, latents))
     if spec.uses_lowres:
         if lowres is None:
             raise ValueError("the sr task needs the degraded clip's latents")
@@ -85,5 +97,5 @@ def noisy_input_and_target(
         x_t, biased = bgn.q_sample_bgn(latents, condition, eps, t, t_m, t_n, alphas_cumprod.to(latents.device))
         target = bgn.training_target(latents, biased, t, alphas_cumprod.to(latents.device), spec.prediction)
     if spec.concat_first_frame:
-        x_t = torch.cat([x_t, condition], dim=1)
+        x_t = torch.cat([x_t, keyframes.concat_latent(clip_keyframes(spec, latents), spec.concat_layout)], dim=1)
     return x_t.to(latents.dtype), target.to(latents.dtype)
