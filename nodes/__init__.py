@@ -1,8 +1,14 @@
 """ComfyUI node classes (V1 API), a thin adapter over univg_core."""
 
 from .conditioning import UniVGConditioning
-from .core_sampling import UniVGBGNSigmas, UniVGFirstFrameConditioning, UniVGMultiConditionGuider
+from .core_sampling import (
+    UniVGBGNSigmas,
+    UniVGFirstFrameConditioning,
+    UniVGKeyframeConditioning,
+    UniVGMultiConditionGuider,
+)
 from .example_image import UniVGExampleImage
+from .extend import UniVGExtendVideo
 from .loader import UniVGCheckpointLoader, register_folder
 from .samplers import UniVGAnimationSampler, UniVGBaseSampler, UniVGUpscaler
 from .vae import UniVGVAEDecode, UniVGVAEEncode
@@ -19,8 +25,10 @@ NODE_CLASS_MAPPINGS = {
     "UniVGVAEEncode": UniVGVAEEncode,
     "UniVGMultiConditionGuider": UniVGMultiConditionGuider,
     "UniVGFirstFrameConditioning": UniVGFirstFrameConditioning,
+    "UniVGKeyframeConditioning": UniVGKeyframeConditioning,
     "UniVGBGNSigmas": UniVGBGNSigmas,
     "UniVGExampleImage": UniVGExampleImage,
+    "UniVGExtendVideo": UniVGExtendVideo,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -33,6 +41,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "UniVGVAEEncode": "UniVG Video VAE Encode",
     "UniVGMultiConditionGuider": "UniVG Multi-Condition Guider",
     "UniVGFirstFrameConditioning": "UniVG First-Frame Conditioning (animation)",
+    "UniVGKeyframeConditioning": "UniVG Keyframe Conditioning (interpolation, loop)",
     "UniVGBGNSigmas": "UniVG BGN Sigmas",
     "UniVGExampleImage": "UniVG Example Image",
+    "UniVGExtendVideo": "UniVG Extend Video",
 }

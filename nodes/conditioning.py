@@ -16,6 +16,7 @@ from ..univg_core.models.clip_image import CLIP_MEAN, CLIP_STD, PREPROCESSING, c
 IMAGE_TOKENS = "univg_image_tokens"
 NULL_IMAGE_TOKENS = "univg_null_image_tokens"
 CONCAT_LATENT = "concat_latent_image"  # core's key: the first frame's VAE latent, [1, C, h, w]
+KEYFRAME_CONCAT = "univg_keyframe_concat"  # the whole concat, [frames, C, h, w]: keyframes at their frames, zeros between
 FPS = "univg_fps"
 
 

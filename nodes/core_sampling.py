@@ -11,7 +11,8 @@ import comfy.samplers
 from ..univg_core.configs import start_timestep
 from ..univg_core.diffusion.guidance import multi_condition, require_finite, rescale, single_branch, weights_at
 from ..univg_core.diffusion.samplers import make_timesteps
-from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, NULL_IMAGE_TOKENS, first_entry, with_extras
+from ..univg_core.diffusion import keyframes
+from .conditioning import CONCAT_LATENT, IMAGE_TOKENS, KEYFRAME_CONCAT, NULL_IMAGE_TOKENS, first_entry, with_extras
 from .latents import encode_images
 from .model import univg_model
 from .samplers import GUIDANCE_FROM_T, MODEL_TOOLTIP, check_size
@@ -159,6 +160,71 @@ class UniVGFirstFrameConditioning:
         keep_first = torch.ones(frames, 1, *first.shape[-2:])
         keep_first[0] = 0
         return with_extras(positive, concat), with_extras(negative, concat), {"samples": start, "noise_mask": keep_first}
+
+
+def keyframe_positions(text: str, count: int, frames: int) -> tuple[int, ...]:
+    """'0, -1' -> (0, frames - 1): one frame index per keyframe image, negative from the end."""
+    try:
+        given = [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"positions must be comma-separated frame numbers such as '0, -1', got {text!r}") from None
+    if len(given) != count:
+        raise ValueError(f"{count} keyframe image(s) but {len(given)} position(s) in {text!r}: give one position "
+                         "per image (for a loop, the same image twice at '0, -1')")
+    positions = tuple(index + frames if index < 0 else index for index in given)
+    if any(not 0 <= index < frames for index in positions) or list(positions) != sorted(set(positions)):
+        raise ValueError(f"positions {text!r} must be distinct frames in increasing order within the {frames} "
+                         f"frames (0 to {frames - 1}, or -1 for the last)")
+    return positions
+
+
+class UniVGKeyframeConditioning:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "positive": ("CONDITIONING", {"tooltip": "the positive (from UniVG Multi-Conditioning or CLIP Text "
+                                                         "Encode)"}),
+                "negative": ("CONDITIONING", {"tooltip": "the negative (the null text)"}),
+                "vae": ("VAE", {"tooltip": "the VAE that encodes the keyframes (the loader's)"}),
+                "images": ("IMAGE", {"tooltip": "the keyframes as an image batch, in the order of their positions "
+                                                "(Image Batch joins two); width and height multiples of 64"}),
+                "positions": ("STRING", {"default": "0, -1", "tooltip": "the frame of each keyframe image, "
+                                                                        "comma-separated; -1 is the last frame"}),
+                "frames": ("INT", {"default": 16, "min": 2, "max": 256, "tooltip": "frames of the video"}),
+            }
+        }
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    OUTPUT_TOOLTIPS = (
+        "the positive with the keyframes attached (their latents at their frames, zeros between, concatenated to the "
+        "model's input)",
+        "the negative with the same keyframes (the unconditional branch keeps the concat)",
+        "the keyframes' crossfade, frame by frame: sampling from it with noise at t_n is the BGN condition (UniVG "
+        "BGN Sigmas); its noise mask holds every keyframe's frame on its image",
+    )
+    FUNCTION = "condition"
+    CATEGORY = "UniVG"
+    DESCRIPTION = ("Keyframe concat for interpolation models (UniVG F_I, DynamiCrafter 512 interp) under core "
+                   "samplers: the keyframes' latents at their frames go into both conditionings, and the latent to "
+                   "start from is their per-frame blend (Biased Gaussian Noise). First + last frame interpolates; the "
+                   "same image at both ends loops (drop the last frame after decoding).")
+    SEARCH_ALIASES = ["interpolation", "first last frame", "keyframes", "loop", "frame interpolation", "F_I"]
+
+    def condition(self, positive, negative, vae, images, positions, frames):
+        if vae is None:
+            raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
+        check_size(images.shape[2], images.shape[1])
+        where = keyframe_positions(positions, images.shape[0], frames)
+        latents = encode_images(vae, images)  # [K, C, h, w], VAE space
+        given = keyframes.Keyframes(latents.transpose(0, 1)[None], where, frames)
+        concat = keyframes.concat_latent(given, "sparse")[0].transpose(0, 1).contiguous()
+        start = keyframes.blend(given)[0].transpose(0, 1).contiguous()
+        hold = torch.ones(frames, 1, *latents.shape[-2:])
+        hold[list(where)] = 0
+        extras = {KEYFRAME_CONCAT: concat}
+        return with_extras(positive, extras), with_extras(negative, extras), {"samples": start, "noise_mask": hold}
 
 
 def bgn_sigmas(model_sampling, steps: int, t_n: int) -> torch.Tensor:

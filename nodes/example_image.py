@@ -23,7 +23,9 @@ class UniVGExampleImage:
             "required": {
                 "image": (example_names(), {
                     "tooltip": "an image shipped with the pack: univg_mini_example.png is a red circle on the dark "
-                               "background of UniVG Mini's world (64x64), the first frame its workflows animate"}),
+                               "background of UniVG Mini's world (64x64), the first frame its workflows animate; "
+                               "univg_mini_example_last.png the same circle further right, the last frame its "
+                               "interpolation workflows end on"}),
             }
         }
 

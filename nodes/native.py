@@ -24,7 +24,7 @@ from ..univg_core.configs import ModelConfig
 from ..univg_core.diffusion import sigma_space
 from ..univg_core.diffusion.schedule import alphas_cumprod_for, scale_arr_for
 from ..univg_core.models.memory import planned_activation_bytes
-from .conditioning import CONCAT_LATENT, FPS, IMAGE_TOKENS
+from .conditioning import CONCAT_LATENT, FPS, IMAGE_TOKENS, KEYFRAME_CONCAT
 from .previews import latent_rgb_for
 
 FRAMES = "univg_frames"
@@ -139,12 +139,21 @@ class UniVGNativeModel(comfy.model_base.BaseModel):
         tokens = kwargs.get(IMAGE_TOKENS)
         if tokens is not None and univg.has_image_branch:
             out[IMAGE_TOKENS] = comfy.conds.CONDRegular(tokens[:1])
-        if univg.is_animation:
+        sparse = kwargs.get(KEYFRAME_CONCAT)
+        if univg.is_animation and sparse is not None:
+            if sparse.shape[0] != noise.shape[0] or sparse.shape[-2:] != noise.shape[-2:]:
+                raise ValueError(
+                    f"UniVG Keyframe Conditioning made {sparse.shape[0]} frames of {sparse.shape[-1] * 8}x"
+                    f"{sparse.shape[-2] * 8}, the latent to sample has {noise.shape[0]} of {noise.shape[-1] * 8}x"
+                    f"{noise.shape[-2] * 8}: sample its latent output"
+                )
+            out["c_concat"] = comfy.conds.CONDNoiseShape(self.process_latent_in(sparse.to(noise.device, noise.dtype)))
+        elif univg.is_animation:
             first = kwargs.get(CONCAT_LATENT)
             if first is None:
                 raise ValueError(
                     "this is an animation model (first-frame concat): route its positive and negative through "
-                    "'UniVG First-Frame Conditioning' (or use the UniVG Animation Sampler)"
+                    "'UniVG First-Frame Conditioning' or 'UniVG Keyframe Conditioning' (or use the UniVG Animation Sampler)"
                 )
             first = self.process_latent_in(first[:1].to(noise.device, noise.dtype))
             if first.shape[-2:] != noise.shape[-2:]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..univg_core.configs import ANIMATION_WINDOW, start_timestep
-from ..univg_core.diffusion import pipelines
+from ..univg_core.diffusion import keyframes, pipelines
 from ..univg_core.diffusion.guidance import require_finite
 from ..univg_core.diffusion.samplers import FINAL_STEPS, SAMPLERS
 from .guidance import guided_denoiser
@@ -33,8 +33,8 @@ DDIM_FINAL_STEP = (list(FINAL_STEPS), {
 GUIDANCE_FROM_T = ("INT", {
     "default": 0, "min": 0, "max": 999,
     "tooltip": "guide (w_T, w_I) only at timesteps t >= this, and use the conditional prediction below it (weights "
-               "1): 'guidance in a limited interval'. 0: at every step, as the paper. With UniVG Mini's animation "
-               "model, 300 keeps colours that full guidance shifts (blue turns purple); see the docs' findings",
+               "1): 'guidance in a limited interval', which keeps colours that strong guidance shifts. 0: at every "
+               "step, as the paper",
 })
 
 
@@ -128,6 +128,29 @@ class UniVGBaseSampler:
         return (to_latent_output(video, inner),)
 
 
+LAST_FRAME = ("IMAGE", {"tooltip": "optional: the video's last frame, the same size as the first (interpolation "
+                                    "between the two, for an interpolation model: UniVG Mini's "
+                                    "univg_mini_interpolation, DynamiCrafter's dynamicrafter_512_interp_v1 at 16 frames, "
+                                    "fs 5)"})
+LOOP = ("BOOLEAN", {"default": False, "tooltip": "a looping video: the first frame is also the last keyframe, and the "
+                                                 "repeated frame is dropped (frames - 1 come out); for an interpolation "
+                                                 "model"})
+
+
+def keyframe_mode(last_frame, loop: bool, frames: int, image) -> str:
+    """first (animation), first_last (interpolation) or loop, from the optional inputs."""
+    if last_frame is not None and loop:
+        raise ValueError("give a last_frame or turn loop on, not both: a loop's last frame is its first")
+    if last_frame is None and not loop:
+        return "first"
+    if frames < 3:
+        raise ValueError(f"interpolation and loop need at least 3 frames, got {frames}")
+    if last_frame is not None and tuple(last_frame.shape[1:3]) != tuple(image.shape[1:3]):
+        raise ValueError(f"the last frame is {last_frame.shape[2]}x{last_frame.shape[1]}, the first "
+                         f"{image.shape[2]}x{image.shape[1]}: give both the same size (an Image Scale node)")
+    return "first_last" if last_frame is not None else "loop"
+
+
 class UniVGAnimationSampler:
     """F_A: animate an image; the first frame's latent is concatenated on the channels and
     sampling starts from the Biased-Gaussian-Noise condition at t_n."""
@@ -142,18 +165,23 @@ class UniVGAnimationSampler:
             "tooltip": f"where sampling starts (BGN t_n: the first frame's forward process at this timestep); "
                        f"-1: the model's ({ANIMATION_WINDOW[1]} for UniVG F_A)",
         })
-        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T}}
+        return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T,
+                                                 "last_frame": LAST_FRAME, "loop": LOOP}}
 
     RETURN_TYPES = ("LATENT",)
-    OUTPUT_TOOLTIPS = ("the video's latents, one batch entry per frame; frame 0 is the input image's",)
+    OUTPUT_TOOLTIPS = ("the video's latents, one batch entry per frame; frame 0 is the input image's (and the last "
+                       "frame the last_frame image's)",)
     FUNCTION = "sample"
     CATEGORY = "UniVG"
     DESCRIPTION = ("UniVG animation model F_A: the input image's latent is concatenated to every frame and "
-                   "sampling starts from it (Biased Gaussian Noise); the output's first frame is the input image.")
-    SEARCH_ALIASES = ["animate image", "image animation", "first frame", "DynamiCrafter", "F_A"]
+                   "sampling starts from it (Biased Gaussian Noise); the output's first frame is the input image. "
+                   "With a last frame (an interpolation model: UniVG F_I, DynamiCrafter 512 interp) it fills the frames "
+                   "between two images, starting from their crossfade; with loop, a video that ends where it starts.")
+    SEARCH_ALIASES = ["animate image", "image animation", "first frame", "DynamiCrafter", "F_A", "interpolation",
+                      "first last frame", "keyframes", "loop", "F_I"]
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
-               bgn_t_n, ddim_final_step="original", guidance_from_t=0):
+               bgn_t_n, ddim_final_step="original", guidance_from_t=0, last_frame=None, loop=False):
         require_finite(text_weight=text_weight, image_weight=image_weight)
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
@@ -167,18 +195,26 @@ class UniVGAnimationSampler:
                 f"model ({2 * inner.latent_channels} channels: DynamiCrafter or UniVG F_A)"
             )
         config = inner.config
-        t_n = bgn_t_n if bgn_t_n >= 0 else start_timestep(config, "animation")
+        mode = keyframe_mode(last_frame, loop, frames, image)
+        t_n = bgn_t_n if bgn_t_n >= 0 else start_timestep(config, "animation" if mode == "first" else "interpolation")
         first = pixels_to_model_latent(vae, image[:1], inner).to(device)[:, :, 0]
+        last = pixels_to_model_latent(vae, last_frame[:1], inner).to(device)[:, :, 0] if mode == "first_last" else None
+        given = keyframes.keyframes_for(mode, first, frames, last=last)
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,
                                   guidance_from_t=guidance_from_t, branches_per_call=per_call)
         alphas_cumprod, scale_arr = inner.schedule_tensors()
         with torch.no_grad():
-            video = pipelines.animate(
-                denoise, first, frames, alphas_cumprod, config.prediction, steps=steps, t_n=t_n,
-                sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr, callback=preview_progress(model, steps),
-                final_step=ddim_final_step,
+            video = pipelines.animate_keyframes(
+                denoise, given, "repeat" if mode == "first" else "sparse", alphas_cumprod, config.prediction,
+                steps=steps, t_n=t_n, sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr,
+                callback=preview_progress(model, steps), final_step=ddim_final_step,
             )
-        return (to_latent_output(video, inner, univg_first_frame=image[:1].clone()),)
+        if mode == "loop":
+            video = video[:, :, :-1]  # the last frame is the first again: the video repeats without a seam
+        extra = {"univg_first_frame": image[:1].clone()}
+        if mode == "first_last":
+            extra["univg_last_frame"] = last_frame[:1].clone()
+        return (to_latent_output(video, inner, **extra),)
 
 
 class UniVGUpscaler:

@@ -35,7 +35,8 @@ class UniVGVAEDecode:
                 "frames_per_chunk": ("INT", {"default": 4, "min": 1, "max": 256,
                                              "tooltip": "frames decoded per VAE call: lower it to save memory"}),
                 "keep_first_frame": ("BOOLEAN", {"default": True,
-                                                 "tooltip": "animation: frame 0 is the input image itself, pixel for pixel"}),
+                                                 "tooltip": "animation: frame 0 is the input image itself, pixel for pixel "
+                                                            "(and the last frame the last_frame image)"}),
             },
             "optional": {
                 "tile_size": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 32,
@@ -64,9 +65,10 @@ class UniVGVAEDecode:
         check_tile_size(tile_size)
         images = decode_latents(vae, latents, frames_per_chunk, chunk_progress(latents.shape[0]), tile=tile_size)
         check_decoded(images)
-        first = samples.get("univg_first_frame")
-        if keep_first_frame and first is not None and tuple(first.shape[1:3]) == tuple(images.shape[1:3]):
-            images[0] = first[0, :, :, :3].to(images)
+        for key, index in (("univg_first_frame", 0), ("univg_last_frame", -1)):
+            given = samples.get(key)
+            if keep_first_frame and given is not None and tuple(given.shape[1:3]) == tuple(images.shape[1:3]):
+                images[index] = given[0, :, :, :3].to(images)
         return (images,)
 
 

@@ -27,7 +27,7 @@ measured() {
 # module are then never under the next module's
 ENCODERS_TEST=test_training_encoders_match_comfyuis
 HOST_GROUPS=(
-    "host_nodes:tests/test_host.py tests/test_host_core_sampling.py tests/test_host_fidelity.py"
+    "host_nodes:tests/test_host.py tests/test_host_core_sampling.py tests/test_host_fidelity.py tests/test_host_keyframes.py"
     "host_mini:tests/test_host_mini.py tests/test_host_server.py"
     "browser:tests/test_host_browser.py"
     "host_training:tests/test_host_training.py --deselect tests/test_host_training.py::$ENCODERS_TEST"

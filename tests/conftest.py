@@ -92,6 +92,7 @@ HOST_CHECKPOINTS = {  # workflow checkpoint name -> test file
     "univg_sr.safetensors": "t2v.safetensors",  # a text-only 4-channel model stands in for F_SR
     "univg_base.safetensors": "base.safetensors",
     "dynamicrafter_512.ckpt": "animation.safetensors",
+    "dynamicrafter_512_interp.ckpt": "animation.safetensors",  # same keys: the interp file is DynamiCrafter 512's
     "univg_animation.safetensors": "animation.safetensors",
     "image_model": "sd_like_unet.ckpt",
     "corrupted": "corrupted.ckpt",
@@ -163,6 +164,7 @@ def host(tmp_path_factory, checkpoints):
         if not path.name.startswith("partial_"):
             (base / "models" / "univg" / path.name).symlink_to(path)
     example_image(base / "input" / "univg_example.png")
+    example_image(base / "input" / "univg_example_last.png", last=True)
     Image.new("RGB", (100, 70), (200, 30, 30)).save(base / "input" / "odd_size.png")
     _started_hosts.append(InProcessHost(base))
     return _started_hosts[-1]

@@ -35,6 +35,8 @@ def tiny_api(name: str, host, checkpoints: dict) -> dict:
             inputs.update({k: v for k, v in TINY.items() if k in inputs})
         if node["class_type"] == "UniVGUpscaler":
             inputs.update(width=128, height=128, steps=2, tile_frames=2, tile_size=64)
+        if node["class_type"] == "UniVGExtendVideo":
+            inputs["new_frames"] = TINY["frames"] - 1
         if node["class_type"] == "ImageScale":
             inputs.update(width=64, height=64)
         if node["class_type"] in ("KSampler", "UniVGBGNSigmas"):
@@ -87,7 +89,8 @@ def test_every_node_registers(host):
     ours = {k for k in mapping if k.startswith("UniVG")}
     assert ours == {"UniVGCheckpointLoader", "UniVGConditioning", "UniVGBaseSampler", "UniVGAnimationSampler",
                     "UniVGUpscaler", "UniVGVAEDecode", "UniVGVAEEncode", "UniVGMultiConditionGuider",
-                    "UniVGFirstFrameConditioning", "UniVGBGNSigmas", "UniVGExampleImage"}
+                    "UniVGFirstFrameConditioning", "UniVGKeyframeConditioning", "UniVGBGNSigmas", "UniVGExampleImage",
+                    "UniVGExtendVideo"}
     for key in ours:
         assert mapping[key].CATEGORY == "UniVG" and names[key].startswith("UniVG")
     loader_files = mapping["UniVGCheckpointLoader"].INPUT_TYPES()["required"]["ckpt_name"][0]
@@ -129,7 +132,8 @@ def test_demo_vae_layout_is_comfyuis(host):
 
 
 BUNDLED = ["text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
-           "text_to_video_ksampler", "animation_custom_sampler", "text_to_video_two_stage", "text_to_video_three_stage"]
+           "text_to_video_ksampler", "animation_custom_sampler", "text_to_video_two_stage", "text_to_video_three_stage",
+           "interpolation", "extend_video"]
 
 
 def test_every_bundled_workflow_is_tested():
@@ -169,7 +173,8 @@ def test_bundled_workflow_renders_an_mp4(host, checkpoints, name):
     run = host.run(api)
     assert run.success, run.error()
     frames, fps, codec = saved_video(host, run)
-    assert (len(frames), fps, codec) == (TINY["frames"], 8.0, "h264")
+    length = TINY["frames"] + 2 * (TINY["frames"] - 1) if name == "extend_video" else TINY["frames"]
+    assert (len(frames), fps, codec) == (length, 8.0, "h264")
     expected = (128, 128) if name in ("base_then_super_resolution", "text_to_video_three_stage") else (64, 64)
     assert frames[0].shape[:2] == expected
     if name == "animation":

@@ -29,6 +29,7 @@ def server(tmp_path_factory):
     base = prepare_base(tmp_path_factory.mktemp("server_base"))
     install(base / "models", log=lambda message: None)  # UniVG Mini: renders in seconds
     example_image(base / "input" / "univg_example.png")
+    example_image(base / "input" / "univg_example_last.png", last=True)
     with Server(base, extra_args=("--preview-method", "latent2rgb")) as running:
         yield running
     assert running.process.returncode is not None

@@ -120,6 +120,14 @@ def test_the_shipped_example_image_is_the_worlds_example_frame():
     found = detect(np.stack([shipped, shipped]))
     assert found.matches(shape="circle", colour="red", motion="still")
     assert found.centroids[0][0] < 0.4 and EXAMPLE_CAPTION == "a red circle moving right on a dark background"
+    # the interpolation workflows' last frame: the same circle, moved right by the world's travel
+    from univg_core.mini.world import EXAMPLE_LAST_IMAGE_FILE, TRAVEL
+
+    last = np.asarray(Image.open(Path(__file__).resolve().parent.parent / "workflows" / EXAMPLE_LAST_IMAGE_FILE).convert("RGB"))
+    assert np.array_equal(last, example_image(last=True))
+    moved = detect(np.stack([shipped, last]))
+    assert moved.matches(shape="circle", colour="red", motion="right")
+    assert abs(moved.centroids[1][0] - moved.centroids[0][0] - TRAVEL) < 0.03
 
 
 def _area_halved(frames: np.ndarray) -> np.ndarray:

@@ -31,7 +31,8 @@ BASE = ROOT / ".host" / "base"
 WORKFLOWS = ROOT / "workflows" / "api"
 FAMILY_FOR = {"text_to_video": "videocrafter2_t2v_512", "image_to_video": "univg_base",
               "text_image_to_video": "univg_base", "animation": "univg_animation",
-              "text_to_video_ksampler": "videocrafter2_t2v_512", "animation_custom_sampler": "univg_animation"}
+              "text_to_video_ksampler": "videocrafter2_t2v_512", "animation_custom_sampler": "univg_animation",
+              "interpolation": "dynamicrafter_512", "extend_video": "univg_animation"}
 DEFAULT_WORKFLOW = "text_to_video"  # with a checkpoint of the user's: one model, text only
 # with UniVG Mini: the paper's route for text, which renders the caption far more often than F_B alone
 MINI_DEFAULT_WORKFLOW = "text_to_video_two_stage"
@@ -47,12 +48,14 @@ HELP = (
 )
 
 
-def example_image(path: Path) -> None:
+def example_image(path: Path, last: bool = False) -> None:
+    """A 512x320 gradient (`last`: mirrored left to right) for the real-model workflows' inputs."""
     from PIL import Image
 
     width, height = 512, 320
     image = Image.new("RGB", (width, height))
-    image.putdata([(int(255 * x / width), int(255 * y / height), 128) for y in range(height) for x in range(width)])
+    image.putdata([(int(255 * ((width - 1 - x) if last else x) / width), int(255 * y / height), 128)
+                   for y in range(height) for x in range(width)])
     image.save(path)
 
 
@@ -164,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         set_checkpoint_and_overrides(workflow, checkpoints, overrides, args.prompt, demo)
 
     base = prepare_base(BASE, models=MODELS, output=OUTPUT)
-    if not (base / "input" / "univg_example.png").exists():
-        example_image(base / "input" / "univg_example.png")
+    for name, last in (("univg_example.png", False), ("univg_example_last.png", True)):
+        if not (base / "input" / name).exists():
+            example_image(base / "input" / name, last)
     print(f"Starting ComfyUI headless (log: {base / 'comfyui.log'}) ...", flush=True)
     try:
         with Server(base) as server:

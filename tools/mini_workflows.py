@@ -10,7 +10,7 @@ from typing import Optional
 
 from univg_core.cli.install_mini import WEIGHTS
 from univg_core.mini import models
-from univg_core.mini.world import EXAMPLE_CAPTION, EXAMPLE_IMAGE_FILE
+from univg_core.mini.world import EXAMPLE_CAPTION, EXAMPLE_IMAGE_FILE, EXAMPLE_LAST_IMAGE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_IMAGE = ROOT / "workflows" / EXAMPLE_IMAGE_FILE
@@ -28,7 +28,13 @@ MINI_MODELS = {
     "text_to_video_two_stage": (models.FIRST_FRAME_FILE, models.ANIMATION_FILE),
     # the same, then F_SR to twice the size: the paper's whole route for text
     "text_to_video_three_stage": (models.FIRST_FRAME_FILE, models.ANIMATION_FILE, models.SR_FILE),
+    # F_I between the example's first and last frames (the paper's future work: BGN interpolation)
+    "interpolation": (models.INTERPOLATION_FILE,),
+    # F_A, then the video continued twice from its last frame
+    "extend_video": (models.ANIMATION_FILE,),
 }
+# the bundled workflows' input images -> the pack's example images the Mini variants take instead
+EXAMPLE_FOR_INPUT = {"univg_example.png": EXAMPLE_IMAGE_FILE, "univg_example_last.png": EXAMPLE_LAST_IMAGE_FILE}
 ONE_FRAME_BASE = {"text_to_video_two_stage", "text_to_video_three_stage"}  # workflows whose base sampler draws the first frame alone
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
 UPSCALER_SETTINGS = {"width": 2 * models.SIZE, "height": 2 * models.SIZE, "fps": models.FPS}
@@ -77,7 +83,8 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
         if kind == "CreateVideo":
             inputs["fps"] = float(sampler["fps"])
         elif kind == "LoadImage":  # the pack's own example: nothing to copy into ComfyUI's input folder
-            node["class_type"], node["inputs"] = "UniVGExampleImage", {"image": EXAMPLE_IMAGE_FILE}
+            example = EXAMPLE_FOR_INPUT.get(inputs["image"], EXAMPLE_IMAGE_FILE)
+            node["class_type"], node["inputs"] = "UniVGExampleImage", {"image": example}
             node["_meta"] = {**node.get("_meta", {}), "title": "UniVG Example Image"}
         elif kind == "CLIPTextEncode" and node["_meta"]["title"] in PROMPT_TITLES:
             inputs["text"] = prompt if prompt is not None else EXAMPLE_CAPTION
@@ -87,7 +94,8 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
 def guides_the_animation_model(kind: str, files: tuple[str, ...]) -> bool:
     """Whether a node of this class, in a workflow that loads `files`, guides the Mini's F_A: every
     UniVG Animation Sampler, and the Multi-Condition Guider where F_A is the only model."""
-    return kind == "UniVGAnimationSampler" or (kind == "UniVGMultiConditionGuider" and files == (models.ANIMATION_FILE,))
+    return kind in ("UniVGAnimationSampler", "UniVGExtendVideo") or (
+        kind == "UniVGMultiConditionGuider" and files == (models.ANIMATION_FILE,))
 
 
 SEED_INPUTS = ("seed", "noise_seed")  # UniVG samplers, the upscaler and KSampler; core RandomNoise
@@ -125,6 +133,10 @@ def apply_video_settings(node: dict, sampler: dict, upscaler: Optional[dict] = N
     size = {k: sampler[k] for k in ("width", "height") if k in sampler}
     if kind in ("UniVGBaseSampler", "UniVGAnimationSampler"):
         inputs.update({k: v for k, v in sampler.items() if k in inputs})
+    elif kind == "UniVGExtendVideo":  # one more window of the sampler's frames, the last frame shared
+        inputs.update({k: v for k, v in sampler.items() if k in inputs})
+        if "frames" in sampler:
+            inputs["new_frames"] = sampler["frames"] - 1
     elif kind == "UniVGUpscaler" and upscaler:
         inputs.update({k: v for k, v in upscaler.items() if k in inputs})
     elif kind in ("KSampler", "UniVGBGNSigmas") and "steps" in sampler:

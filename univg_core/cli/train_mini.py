@@ -281,6 +281,19 @@ def stage_sr(args, bgn: bool = True) -> None:
            clean_share=args.sr_clean_share)
 
 
+def stage_interpolation(args, bgn: bool = True) -> None:
+    """F_I, the paper's future work: F_A fine-tuned on each clip's first and last frames
+    (concatenated, zeros between), BGN from their per-frame blend. The no-BGN twin is written
+    without the image branch (it only serves the ablation)."""
+    animation = args.weights / models.ANIMATION_FILE
+    if not animation.is_file():
+        raise SystemExit(f"error: {animation} is missing: F_I fine-tunes F_A; run the animation stage first")
+    out = args.weights / (models.INTERPOLATION_FILE if bgn else models.INTERPOLATION_NO_BGN_FILE)
+    window = dict(t_m=args.interpolation_t_m, t_n=args.interpolation_t_n) if bgn else {}
+    _train(args, "interpolation", animation, "world64", out, args.interpolation_steps, models.SIZE,
+           text_only=not bgn, image_tokens=False, bgn=bgn, prediction="v", **window)
+
+
 def stage_animation_no_bgn(args) -> None:
     stage_animation(args, bgn=False)
 
@@ -289,11 +302,16 @@ def stage_sr_no_bgn(args) -> None:
     stage_sr(args, bgn=False)
 
 
+def stage_interpolation_no_bgn(args) -> None:
+    stage_interpolation(args, bgn=False)
+
+
 # every stage in the order it runs (each reads what the ones before it wrote)
 STAGE_RUNNERS = {
     "world": stage_world, "vae": stage_vae, "sr_vae": stage_sr_vae, "towers": stage_towers, "base": stage_base, "first_frame": stage_first_frame,
     "base_image": stage_base_image, "animation": stage_animation, "sr": stage_sr,
     "animation_no_bgn": stage_animation_no_bgn, "sr_no_bgn": stage_sr_no_bgn,
+    "interpolation": stage_interpolation, "interpolation_no_bgn": stage_interpolation_no_bgn,
 }
 STAGES = tuple(STAGE_RUNNERS)
 
@@ -336,6 +354,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sr-steps", type=int, default=800)
     parser.add_argument("--sr-clean-share", type=float, default=0.2,
                         help="F_SR: the share of clips whose low-resolution input is clean (halved) instead of degraded")
+    parser.add_argument("--interpolation-steps", type=int, default=1500, help="F_I, fine-tuned from F_A")
+    parser.add_argument("--interpolation-t-m", type=int, default=567, help="F_I's BGN window start")
+    parser.add_argument("--interpolation-t-n", type=int, default=875, help="F_I's BGN window end (where sampling starts)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4, help="F_A and F_SR (fine-tuned from F_B)")
     parser.add_argument("--seed", type=int, default=0)

@@ -83,3 +83,24 @@ def inference_start(v_cond: torch.Tensor, eps: torch.Tensor, t_n: int, alphas_cu
         raise ValueError(f"t_n must be in [0, {len(alphas_cumprod) - 1}], got {t_n}")
     abar = alphas_cumprod[t_n].double()
     return float(abar.sqrt()) * v_cond + float((1 - abar).sqrt()) * eps
+
+
+def snr_matched_timestep(t: int, reference: torch.Tensor, target: torch.Tensor) -> int:
+    """The timestep of the `target` schedule (alphas_cumprod) whose signal-to-noise ratio
+    abar / (1 - abar) is nearest, in log, to the `reference` schedule's at t."""
+    def log_snr(abar: torch.Tensor) -> torch.Tensor:
+        abar = abar.double()
+        return (abar / (1 - abar)).clamp_min(1e-30).log()
+
+    wanted = log_snr(reference[t:t + 1])
+    return int((log_snr(target) - wanted).abs().argmin())
+
+
+def snr_matched_window(window: tuple[int, int], reference: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:
+    """A BGN window given on the `reference` schedule (the paper's indices are on SD's) moved to
+    the timesteps of `target` with the same signal-to-noise ratios: on a zero-terminal-SNR
+    schedule the same index holds far less of the condition."""
+    t_m, t_n = (snr_matched_timestep(t, reference, target) for t in window)
+    t_m = min(t_m, t_n - 1)
+    check_window(t_m, t_n, len(target))
+    return t_m, t_n

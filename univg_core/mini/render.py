@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from ..checkpoints import LoadedCheckpoint, load_checkpoint
 from ..configs import start_timestep
-from ..diffusion import pipelines
+from ..diffusion import keyframes, pipelines
 from ..diffusion.guidance import Condition, make_guided_denoiser, unet_model_fn
 from ..diffusion.schedule import alphas_cumprod_for
 from ..training.clip_towers import load_text_tower, load_vision_tower, tokenize
@@ -161,22 +161,43 @@ class MiniRenderer:
         return self.animate_many(animation, [first_frame], [caption], [seed], frames, steps, text_weight, t_n,
                                  sampler, guidance_from_t, dtype)[0]
 
-    @torch.no_grad()
     def animate_many(self, animation: str | Path, first_frames: Sequence[np.ndarray], captions: Sequence[str],
                      seeds: Sequence[int], frames: int = 8, steps: int = 25, text_weight: float = 7.5,
                      t_n: Optional[int] = None, sampler: str = "ddim", guidance_from_t: int = 0,
                      dtype: torch.dtype = torch.float32) -> list[np.ndarray]:
         """animate for a batch: video i from first_frames[i], captions[i] and seeds[i], sampled together."""
-        self._check_batch(captions, seeds, first_frames=first_frames)
-        model = self.model(animation, dtype)
-        first_latent = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in first_frames])
+        return self.through_keyframes(animation, "first", first_frames, None, captions, seeds, frames, steps,
+                                      text_weight, t_n, sampler, guidance_from_t, dtype)
+
+    def interpolate_many(self, interpolation: str | Path, first_frames: Sequence[np.ndarray],
+                         last_frames: Sequence[np.ndarray], captions: Sequence[str], seeds: Sequence[int],
+                         frames: int = 8, steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
+                         sampler: str = "ddim", guidance_from_t: int = 0) -> list[np.ndarray]:
+        """F_I for a batch: video i runs from first_frames[i] to last_frames[i]."""
+        return self.through_keyframes(interpolation, "first_last", first_frames, last_frames, captions, seeds, frames,
+                                      steps, text_weight, t_n, sampler, guidance_from_t)
+
+    @torch.no_grad()
+    def through_keyframes(self, model_path: str | Path, mode: str, first_frames: Sequence[np.ndarray],
+                          last_frames: Optional[Sequence[np.ndarray]], captions: Sequence[str], seeds: Sequence[int],
+                          frames: int = 8, steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
+                          sampler: str = "ddim", guidance_from_t: int = 0,
+                          dtype: torch.dtype = torch.float32) -> list[np.ndarray]:
+        """Videos through keyframes (keyframes.MODES): the first frame alone in the repeat layout
+        (F_A), else the sparse layout (F_I); sampling starts from their blend at t_n (default: the
+        model's window, or 990 for a model trained without BGN)."""
+        self._check_batch(captions, seeds, first_frames=first_frames, **({"last_frames": last_frames} if last_frames else {}))
+        model = self.model(model_path, dtype)
+        first = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in first_frames])
+        last = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in last_frames]) if last_frames else None
+        given = keyframes.keyframes_for(mode, first, frames, last=last)
         t_n = t_n if t_n is not None else start_timestep(model.config, "animation")
         t_m = min(model.config.bgn_t_m or 0, t_n - 1)
-        noise, generator = self._seeded_noise((1, first_latent.shape[1], frames, *first_latent.shape[2:]), seeds)
-        latents = pipelines.animate(self._denoiser(model, captions, text_weight, guidance_from_t=guidance_from_t),
-                                    first_latent, frames,
-                                    alphas_cumprod_for(model.config.schedule), model.config.prediction, steps=steps,
-                                    t_m=t_m, t_n=t_n, sampler=sampler, noise=noise, generator=generator)
+        noise, generator = self._seeded_noise((1, first.shape[1], frames, *first.shape[2:]), seeds)
+        latents = pipelines.animate_keyframes(
+            self._denoiser(model, captions, text_weight, guidance_from_t=guidance_from_t), given,
+            "repeat" if mode == "first" else "sparse", alphas_cumprod_for(model.config.schedule),
+            model.config.prediction, steps=steps, t_m=t_m, t_n=t_n, sampler=sampler, noise=noise, generator=generator)
         return self.decode_each(model, latents)
 
     @torch.no_grad()

@@ -177,8 +177,15 @@ EXAMPLE_CAPTION = caption_for("circle", "red", "right", "dark")
 EXAMPLE_IMAGE_FILE = "univg_mini_example.png"
 
 
-def example_image(size: int = 64) -> np.ndarray:
-    """uint8 [size, size, 3]."""
+EXAMPLE_LAST_IMAGE_FILE = "univg_mini_example_last.png"
+EXAMPLE_START, EXAMPLE_RADIUS = (0.3, 0.52), 0.13
+
+
+def example_image(size: int = 64, last: bool = False) -> np.ndarray:
+    """uint8 [size, size, 3]: the example clip's first frame, or (`last`) its last, where the
+    circle has moved right by the world's TRAVEL."""
+    x, y = EXAMPLE_START
+    centre = (x + TRAVEL, y) if last else EXAMPLE_START
     spec = ClipSpec(shape="circle", colour="red", background="dark", motion="right",
-                    centres=((0.3, 0.52), (0.3, 0.52)), radii=(0.13, 0.13))
+                    centres=(centre, centre), radii=(EXAMPLE_RADIUS, EXAMPLE_RADIUS))
     return render(spec, size)[0]

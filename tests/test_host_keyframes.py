@@ -1,0 +1,113 @@
+"""Keyframes through the real host (issue 38): the UniVG Animation Sampler's last frame and loop,
+UniVG Keyframe Conditioning under core SamplerCustomAdvanced, and UniVG Extend Video, on the
+tiny animation checkpoint (DynamiCrafter 512's keys, as the interp file has)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.host
+FRAMES = 5
+
+
+@pytest.fixture(scope="module")
+def parts(host, checkpoints):
+    mapping = host.nodes.NODE_CLASS_MAPPINGS
+    model, clip, vae, _ = mapping["UniVGCheckpointLoader"]().load(checkpoints["dynamicrafter_512_interp.ckpt"], "fp32")
+    (positive,) = mapping["CLIPTextEncode"]().encode(clip, "a red circle moving right")
+    (negative,) = mapping["CLIPTextEncode"]().encode(clip, "")
+    generator = torch.Generator().manual_seed(0)
+    first, last = (torch.rand(1, 64, 64, 3, generator=generator) for _ in range(2))
+    package = mapping["UniVGCheckpointLoader"].__module__.rsplit(".", 1)[0]
+    return dict(mapping=mapping, model=model, vae=vae, positive=positive, negative=negative, first=first, last=last,
+                latents=importlib.import_module(f"{package}.latents"))
+
+
+def animate(parts, seed=1, **keyframe_inputs):
+    sampler = parts["mapping"]["UniVGAnimationSampler"]()
+    return sampler.sample(parts["model"], parts["positive"], parts["negative"], seed, 3, 5.0, 0.0, FRAMES, 0, "ddim",
+                          parts["vae"], parts["first"], -1, **keyframe_inputs)[0]
+
+
+def encoded(parts, image):
+    return parts["latents"].encode_images(parts["vae"], image)[0]
+
+
+def test_the_animation_sampler_interpolates_to_a_last_frame_and_holds_both_ends(parts):
+    latent = animate(parts, last_frame=parts["last"])["samples"]
+    assert latent.shape[0] == FRAMES
+    torch.testing.assert_close(latent[0], encoded(parts, parts["first"]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(latent[-1], encoded(parts, parts["last"]), rtol=0, atol=1e-5)
+    other = animate(parts, last_frame=parts["first"])["samples"]
+    assert (other[2] - latent[2]).abs().max() > 1e-3  # the last frame reaches the frames between
+    decoded = parts["mapping"]["UniVGVAEDecode"]().decode(animate(parts, last_frame=parts["last"]), parts["vae"], 2, True)[0]
+    assert torch.equal(decoded[0], parts["first"][0]) and torch.equal(decoded[-1], parts["last"][0])
+
+
+def test_loop_ends_where_it_starts_and_drops_the_repeated_frame(parts):
+    latent = animate(parts, loop=True)["samples"]
+    assert latent.shape[0] == FRAMES - 1
+    torch.testing.assert_close(latent[0], encoded(parts, parts["first"]), rtol=0, atol=1e-5)
+    plain = animate(parts)["samples"]
+    assert (plain[-1] - latent[-1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (dict(loop=True, last_frame="last"), "not both"),
+    (dict(last_frame="small"), "give both the same size"),
+])
+def test_keyframe_inputs_that_cannot_work_say_what_is_expected(parts, inputs, message):
+    images = {"last": parts["last"], "small": torch.rand(1, 32, 32, 3)}
+    inputs = {key: images.get(value, value) if isinstance(value, str) else value for key, value in inputs.items()}
+    with pytest.raises(ValueError, match=message):
+        animate(parts, **inputs)
+
+
+def test_keyframe_conditioning_under_sampler_custom_advanced_holds_the_keyframes_and_reads_them(parts):
+    import comfy.samplers
+
+    mapping = parts["mapping"]
+    condition = mapping["UniVGKeyframeConditioning"]()
+    (guider,) = mapping["UniVGMultiConditionGuider"]().get_guider(parts["model"], parts["positive"], parts["negative"],
+                                                                   5.0, 0.0, 0.0)
+    (sigmas,) = mapping["UniVGBGNSigmas"]().get_sigmas(parts["model"], 3, -1)
+    results = []
+    for last in (parts["last"], parts["first"]):
+        positive, negative, latent = condition.condition(parts["positive"], parts["negative"], parts["vae"],
+                                                         torch.cat([parts["first"], last]), "0, -1", FRAMES)
+        guider.set_conds(positive, negative)
+        noise = torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(3))
+        out = guider.sample(noise, latent["samples"], comfy.samplers.sampler_object("euler"), sigmas,
+                            denoise_mask=latent["noise_mask"], seed=3)
+        torch.testing.assert_close(out[0], encoded(parts, parts["first"]), rtol=0, atol=1e-4)
+        torch.testing.assert_close(out[-1], encoded(parts, last), rtol=0, atol=1e-4)
+        results.append(out)
+    assert (results[0][2] - results[1][2]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("positions, message", [
+    ("0", "2 keyframe image\\(s\\) but 1 position"),
+    ("0, 9", "distinct frames in increasing order"),
+    ("2, 1", "distinct frames in increasing order"),
+    ("first, last", "comma-separated frame numbers"),
+])
+def test_keyframe_positions_are_checked(parts, positions, message):
+    with pytest.raises(ValueError, match=message):
+        parts["mapping"]["UniVGKeyframeConditioning"]().condition(
+            parts["positive"], parts["negative"], parts["vae"], torch.cat([parts["first"], parts["last"]]), positions,
+            FRAMES)
+
+
+def test_extend_video_continues_from_the_last_frame_and_keeps_the_video_it_was_given(parts):
+    video = torch.rand(3, 64, 64, 3, generator=torch.Generator().manual_seed(9))
+    extend = parts["mapping"]["UniVGExtendVideo"]()
+    (longer,) = extend.extend(parts["model"], parts["positive"], parts["negative"], 4, 3, 5.0, 0.0, 0, "ddim",
+                              parts["vae"], video, 4, -1, 2)
+    assert longer.shape == (3 + 4, 64, 64, 3)
+    assert torch.equal(longer[:3], video)
+    (again,) = extend.extend(parts["model"], parts["positive"], parts["negative"], 4, 3, 5.0, 0.0, 0, "ddim",
+                             parts["vae"], longer, 4, -1, 2)
+    assert again.shape[0] == 3 + 4 + 4 and torch.equal(again[:7], longer)
