@@ -117,15 +117,18 @@ class UniVGMultiConditionGuider:
         return (guider,)
 
 
+POSITIVE = ("CONDITIONING", {"tooltip": "the positive (from UniVG Multi-Conditioning or CLIP Text Encode)"})
+NEGATIVE = ("CONDITIONING", {"tooltip": "the negative (the null text; UniVG Multi-Conditioning's negative output for "
+                                        "image models)"})
+
+
 class UniVGFirstFrameConditioning:
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "positive": ("CONDITIONING", {"tooltip": "the positive (from UniVG Multi-Conditioning or CLIP Text "
-                                                         "Encode)"}),
-                "negative": ("CONDITIONING", {"tooltip": "the negative (the null text; UniVG Multi-Conditioning's "
-                                                         "negative output for image models)"}),
+                "positive": POSITIVE,
+                "negative": NEGATIVE,
                 "vae": ("VAE", {"tooltip": "the VAE that encodes the first frame (the loader's)"}),
                 "image": ("IMAGE", {"tooltip": "the first frame; width and height multiples of 64"}),
                 "frames": ("INT", {"default": 16, "min": 1, "max": 256, "tooltip": "frames of the video"}),
@@ -183,9 +186,8 @@ class UniVGKeyframeConditioning:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "positive": ("CONDITIONING", {"tooltip": "the positive (from UniVG Multi-Conditioning or CLIP Text "
-                                                         "Encode)"}),
-                "negative": ("CONDITIONING", {"tooltip": "the negative (the null text)"}),
+                "positive": POSITIVE,
+                "negative": NEGATIVE,
                 "vae": ("VAE", {"tooltip": "the VAE that encodes the keyframes (the loader's)"}),
                 "images": ("IMAGE", {"tooltip": "the keyframes as an image batch, in the order of their positions "
                                                 "(Image Batch joins two); width and height multiples of 64"}),

@@ -206,7 +206,8 @@ class UniVGAnimationSampler:
         with torch.no_grad():
             video = pipelines.animate_keyframes(
                 denoise, given, "repeat" if mode == "first" else "sparse", alphas_cumprod, config.prediction,
-                steps=steps, t_n=t_n, sampler=sampler, generator=seeded_generator(seed), scale_arr=scale_arr,
+                steps=steps, t_m=min(config.bgn_t_m or 0, t_n - 1), t_n=t_n, sampler=sampler,
+                generator=seeded_generator(seed), scale_arr=scale_arr,
                 callback=preview_progress(model, steps), final_step=ddim_final_step,
             )
         if mode == "loop":

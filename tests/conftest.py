@@ -186,3 +186,16 @@ def release_host_between_modules():
         started.release()
     gc.collect()
     release_free_memory()
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    """UniVG Mini's renderer over the shipped VAE and the seeded text tower (built once, then kept)."""
+    from univg_core.cli.install_mini import WEIGHTS
+    from univg_core.mini import models, towers
+    from univg_core.mini.render import MiniRenderer
+    from pathlib import Path
+
+    cache = Path(__file__).resolve().parent.parent / ".cache" / "mini" / "towers"
+    text_file, _ = towers.write_towers(cache, cache)
+    return MiniRenderer(text_file, WEIGHTS / models.VAE_FILE)

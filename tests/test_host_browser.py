@@ -45,10 +45,11 @@ def fresh_server(tmp_path_factory):
 
 
 def expected_video(api: dict) -> tuple[int, int]:
-    """(frames, side) of the template's video: its largest frame count and its largest width (the
-    upscaler's, where it has one)."""
+    """(frames, side) of the template's video: its largest frame count plus every UniVG Extend
+    Video's new frames, and its largest width (the upscaler's, where it has one)."""
     frames = max(node["inputs"].get(key, 0) for node in api.values() for key in ("frames", "batch_size")
                  if isinstance(node["inputs"].get(key, 0), int))
+    frames += sum(node["inputs"]["new_frames"] for node in api.values() if node["class_type"] == "UniVGExtendVideo")
     side = max(node["inputs"]["width"] for node in api.values() if isinstance(node["inputs"].get("width"), int))
     return frames, side
 

@@ -541,3 +541,44 @@ def test_vae_nodes_in_spatial_tiles_keep_the_whole_frames_render_without_seams(h
     worst_line = max(float(error.mean(dim=(0, 2, 3)).max()), float(error.mean(dim=(0, 1, 3)).max()))
     assert worst_line < 4.0, worst_line
     assert (tiled_latents["samples"] - latents["samples"]).abs().mean() < 0.05 * latents["samples"].abs().mean()
+
+
+@pytest.fixture(scope="module")
+def keyframe_renders(host, tower_files, animation_renders):
+    from univg_core.mini.world import EXAMPLE_CAPTION
+
+    return {name: _render_mini_workflow(host, name, EXAMPLE_CAPTION) for name in ("interpolation", "extend_video")}
+
+
+def test_the_interpolation_workflow_moves_the_circle_from_the_first_image_to_the_last(host, keyframe_renders):
+    """F_I between the pack's two example images: the video starts on the first and ends on the
+    last (through H.264), and the frames between hold one red circle moving right."""
+    from univg_core.mini.interp_eval import frame_objects
+    from univg_core.mini.detector import detect
+    from univg_core.mini.world import example_image
+
+    run, frames = keyframe_renders["interpolation"]
+    assert frames.shape == (8, 64, 64, 3) and _video_format(host, run) == MINI_VIDEO
+    for index, last in ((0, False), (-1, True)):
+        error = np.abs(frames[index].astype(float) - example_image(last=last).astype(float)).mean()
+        assert error < 3.0, (index, error)
+    found = detect(frames)
+    assert found.matches(shape="circle", colour="red", motion="right"), found
+    xs = [item.centroid[0] for item in frame_objects(frames)]
+    assert xs == sorted(xs), xs  # left to right, frame by frame
+
+
+def test_the_extend_video_workflow_continues_the_animation_twice_with_exact_seams(host, keyframe_renders,
+                                                                                  animation_renders):
+    """The animation workflow's 8 frames, then two windows of 7 from each window's last frame: the
+    first 8 frames are the animation workflow's own (the same seed; up to H.264), and the circle
+    is found red in every window."""
+    from univg_core.mini.detector import detect
+
+    run, frames = keyframe_renders["extend_video"]
+    assert frames.shape == (22, 64, 64, 3) and _video_format(host, run) == (22, 8.0, "h264")
+    _, animated = animation_renders["auto"]
+    assert np.abs(frames[:8].astype(float) - animated.astype(float)).mean() < 2.0
+    for window in (frames[:8], frames[7:15], frames[14:]):
+        found = detect(window)
+        assert found.found and found.colour == "red", found

@@ -123,3 +123,12 @@ def test_the_interpolation_task_trains_towards_the_ends_blend_with_the_sparse_co
     assert not x[:, 4:, 1:-1].any()
     # at the ends the condition is the clip itself: BGN adds no bias there
     torch.testing.assert_close(biased[:, :, 0], eps[:, :, 0])
+
+
+def test_a_bgn_window_moves_to_the_timesteps_of_equal_signal_to_noise_on_a_zero_terminal_snr_schedule():
+    sd, zero_terminal = make_alphas_cumprod(), make_alphas_cumprod(zero_terminal_snr=True)
+    assert bgn.snr_matched_window((600, 990), sd, sd) == (600, 990)
+    assert bgn.snr_matched_window((600, 990), sd, zero_terminal) == (567, 875)
+    assert bgn.snr_matched_window((0, 700), sd, zero_terminal) == (0, 656)
+    # the matched end holds as much of the condition as the paper's end on SD's schedule
+    assert abs(float(zero_terminal[875].sqrt()) - float(sd[990].sqrt())) < 0.002

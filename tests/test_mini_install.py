@@ -97,14 +97,15 @@ def test_a_full_disk_while_writing_the_towers_is_a_clear_error_with_exit_2(shipp
 
 def test_the_shipped_weights_are_every_model_of_the_mini_and_stay_under_75_mb():
     """Issue 36 allows 75 MB for all the Mini's weights (fp16; the text-to-image model, F_SR and its
-    twin are written without the silenced image branch, 2.3 MB each; F_B keeps its own, where the
+    twin, and F_I's no-BGN twin are written without the silenced image branch, 2.3 MB each; F_B keeps its own, where the
     image-reading F_B's fine-tune starts from, and F_A its own, for the CLIP_VISION the animation
     workflows' Multi-Conditioning needs from the loader; F_SR's VAE is a file of its own)."""
     names = sorted(path.name for path in install_mini.WEIGHTS.glob("*.safetensors"))
     assert names == sorted(list(models.VAE_FILES) + [f"univg_mini_{name}.safetensors" for name in (
-        "base", "base_image", "first_frame", "animation", "animation_no_bgn", "sr", "sr_no_bgn")])
+        "base", "base_image", "first_frame", "animation", "animation_no_bgn", "sr", "sr_no_bgn", "interpolation",
+        "interpolation_no_bgn")])
     assert sum(path.stat().st_size for path in install_mini.WEIGHTS.glob("*")) < 75_000_000
     with_branch = {name for name in names if name not in models.VAE_FILES
                    and load_checkpoint(install_mini.WEIGHTS / name).config.unet.image_cross_attention}
     assert with_branch == {f"univg_mini_{name}.safetensors" for name in (
-        "base", "base_image", "animation", "animation_no_bgn")}
+        "base", "base_image", "animation", "animation_no_bgn", "interpolation")}

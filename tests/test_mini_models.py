@@ -46,12 +46,6 @@ T2V_SHORTFALL = ("issue 14 asks 80% of these 20 videos; F_B after 12000 steps fo
                  "the caption's colour in 16, its motion in 7")
 
 
-@pytest.fixture(scope="module")
-def renderer():
-    text_file, _ = towers.write_towers(TOWERS, TOWERS)  # kept when already built
-    return MiniRenderer(text_file, WEIGHTS / models.VAE_FILE)
-
-
 def test_the_shipped_vae_reconstructs_held_out_frames():
     """Issue 14 asks 30 dB on held-out frames; the shipped decoder (trained to read noisy
     latents too) measures 31.13 dB."""

@@ -227,9 +227,17 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
         return options.out
 
     monkeypatch.setattr(train_mini, "train", silenced_run)
-    stages = "base_image,animation,sr,animation_no_bgn,sr_no_bgn"
+    stages = "base_image,animation,sr,animation_no_bgn,sr_no_bgn,interpolation,interpolation_no_bgn"
     assert train_mini.main(["--stages", stages] + arguments) == 0
-    assert sorted(asked) == [("animation", False), ("animation", True), ("base", True), ("sr", False), ("sr", True)]
+    assert sorted(asked) == [("animation", False), ("animation", True), ("base", True), ("interpolation", False),
+                             ("interpolation", True), ("sr", False), ("sr", True)]
+    # F_I fine-tunes F_A, BGN in the SNR-matched window; its twin without BGN is written text-only
+    for bgn in (True, False):
+        interpolation = asked["interpolation", bgn]
+        assert interpolation.init == str(weights / models.ANIMATION_FILE) and not interpolation.image_tokens
+    assert (asked["interpolation", True].t_m, asked["interpolation", True].t_n) == (567, 875)
+    assert load_checkpoint(weights / models.INTERPOLATION_FILE).image_proj is not None
+    assert load_checkpoint(weights / models.INTERPOLATION_NO_BGN_FILE).image_proj is None
     for bgn in (True, False):  # F_SR learns in its own VAE's latents, from F_B with that VAE's scale factor
         sr = asked["sr", bgn]
         assert sr.vae == str(weights / models.SR_VAE_FILE) and sr.clean_share == 0.2

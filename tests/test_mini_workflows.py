@@ -113,7 +113,7 @@ def test_set_seed_reaches_every_sampler_of_every_bundled_workflow(name):
     seeds = [value for node in workflow.values() for key, value in node["inputs"].items()
              if key in mini_workflows.SEED_INPUTS]
     samplers = [node for node in workflow.values() if node["class_type"] in
-                ("UniVGBaseSampler", "UniVGAnimationSampler", "UniVGUpscaler", "KSampler", "RandomNoise")]
+                ("UniVGBaseSampler", "UniVGAnimationSampler", "UniVGUpscaler", "UniVGExtendVideo", "KSampler", "RandomNoise")]
     assert count == len(samplers) >= 1
     assert seeds == [1234] * count
 

@@ -72,33 +72,16 @@ def generate(
     )
 
 
-def animate(
-    denoise: Denoiser,
-    first_latent: torch.Tensor,
-    frames: int,
-    alphas_cumprod: torch.Tensor,
-    prediction: str,
-    steps: int = 50,
-    t_m: int = bgn.ANIMATION_WINDOW[0],
-    t_n: int = bgn.ANIMATION_WINDOW[1],
-    sampler: str = "dpmpp_2m",
-    generator: Optional[torch.Generator] = None,
-    eta: float = 0.0,
-    scale_arr: Optional[torch.Tensor] = None,
-    callback: Optional[Callback] = None,
-    final_step: str = "original",
-    noise: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """F_A. `denoise` takes the 2C-channel input [x_t ; first frame repeated] (every guidance
-    branch, the unconditional one included, sees the concat). Frame 0 of the result is the
-    input frame's latent exactly, whatever the sampler's last step lands on. `noise` (shape of
-    the condition, [B, C, frames, h, w]) replaces the draw from `generator`, e.g. one seed per
-    video of a batch."""
-    return animate_keyframes(
-        denoise, keyframes.keyframes_for("first", first_latent, frames), "repeat", alphas_cumprod, prediction,
-        steps=steps, t_m=t_m, t_n=t_n, sampler=sampler, generator=generator, eta=eta, scale_arr=scale_arr,
-        callback=callback, final_step=final_step, noise=noise,
-    )
+def animate(denoise: Denoiser, first_latent: torch.Tensor, frames: int, alphas_cumprod: torch.Tensor, prediction: str,
+            **sampling) -> torch.Tensor:
+    """F_A: animate_keyframes through the first frame alone, in the repeat layout. `denoise` takes
+    the 2C-channel input [x_t ; first frame repeated] (every guidance branch, the unconditional one
+    included, sees the concat). Frame 0 of the result is the input frame's latent exactly, whatever
+    the sampler's last step lands on. `sampling`: animate_keyframes' keywords (steps, t_m, t_n,
+    sampler, generator, ...; `noise` of the condition's shape [B, C, frames, h, w] replaces the draw
+    from `generator`, e.g. one seed per video of a batch)."""
+    return animate_keyframes(denoise, keyframes.keyframes_for("first", first_latent, frames), "repeat", alphas_cumprod,
+                             prediction, **sampling)
 
 
 def animate_keyframes(
