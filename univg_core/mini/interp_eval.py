@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
+from ..diffusion import keyframes
 from .detector import MIN_AREA, nearest_colour, object_masks
 from .models import FRAMES, SIZE
+from .render import to_pixels
 from .world import ClipSpec, make_specs, render
 
 VALIDATION_SEED = 300_001  # the clips F_I's BGN window is chosen on
@@ -89,11 +92,6 @@ def evaluate(renderer, model_path, clip_seed: int, count: int, sampling_seeds: S
 
 def crossfade_scores(renderer, model_path, clip_seed: int, count: int) -> list[dict]:
     """The baseline BGN starts from: the keyframes' latent blend, decoded."""
-    import torch
-
-    from ..diffusion import keyframes
-    from .render import to_pixels
-
     model = renderer.model(model_path)
     scores = []
     for _, truth in clips(clip_seed, count):
