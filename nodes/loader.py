@@ -35,7 +35,8 @@ log = logging.getLogger("univg")
 FOLDER = "univg"
 OPEN_CHECKPOINTS = (
     "VideoCrafter2 (model.ckpt, T2V 512), VideoCrafter1 (i2v_512_v1, t2v_1024_v1), "
-    "DynamiCrafter (256/512/1024 model.ckpt) or a UniVG .safetensors from the BGN fine-tuning"
+    "DynamiCrafter (256/512/1024 model.ckpt; DynamiCrafter-512-Interp's model.ckpt as dynamicrafter_512_interp.ckpt "
+    "for the interpolation workflow) or a UniVG .safetensors from the BGN fine-tuning"
 )
 
 
