@@ -42,6 +42,42 @@ def test_the_interpolation_model_does_better_than_the_crossfade_it_starts_from(s
     assert scores["interpolation"]["frames_right"] >= scores["crossfade"]["frames_right"] + 0.1, scores
 
 
+PAIR_SEEDS = (0, 1)
+BETWEEN_SHORTFALL = ("on 12 held-out left/right keyframe pairs x 2 seeds, F_I's frames between show one object moving "
+                     "between the keyframes in 14 of 24 videos (58%; the issue asks 80%): it loses the object, changes "
+                     "its colour or its size in the others (docs/keyframes.md)")
+
+
+@pytest.fixture(scope="module")
+def between_outcomes(renderer):
+    """interp_eval.moves_between of F_I's videos and of the crossfade on the fixed held-out pairs
+    (interp_eval.horizontal_pairs: the object at one side, then further to the other)."""
+    pairs = interp_eval.horizontal_pairs()
+    firsts, lasts = [video[0] for _, video in pairs], [video[-1] for _, video in pairs]
+    captions = [spec.caption for spec, _ in pairs]
+    ours = []
+    for seed in PAIR_SEEDS:
+        ours += [interp_eval.moves_between(video) for video in renderer.interpolate_many(
+            INTERPOLATION, firsts, lasts, captions, [seed] * len(pairs), guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T)]
+    crossfade = interp_eval.crossfade_videos(renderer, WEIGHTS / models.ANIMATION_FILE, [video for _, video in pairs])
+    return {"interpolation": ours, "crossfade": [interp_eval.moves_between(video) for video in crossfade],
+            "truth": [interp_eval.moves_between(video) for _, video in pairs]}
+
+
+def _rate(outcomes) -> float:
+    return sum(outcome == "ok" for outcome in outcomes) / len(outcomes)
+
+
+def test_the_frames_between_move_from_one_keyframe_to_the_other_more_often_than_the_crossfade(between_outcomes):
+    assert _rate(between_outcomes["truth"]) == 1.0, between_outcomes  # the reading holds on the world's own clips
+    assert _rate(between_outcomes["interpolation"]) >= _rate(between_outcomes["crossfade"]) + 0.3, between_outcomes
+
+
+@pytest.mark.xfail(strict=True, reason=BETWEEN_SHORTFALL)
+def test_the_frames_between_move_from_one_keyframe_to_the_other_in_most_pairs(between_outcomes):
+    assert _rate(between_outcomes["interpolation"]) >= 0.8, between_outcomes
+
+
 def test_the_interpolation_model_lands_on_both_keyframes(renderer):
     (spec, truth), = interp_eval.clips(interp_eval.TEST_SEED, 1)
     (video,) = renderer.interpolate_many(INTERPOLATION, [truth[0]], [truth[-1]], [spec.caption], [0])

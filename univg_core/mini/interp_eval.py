@@ -22,6 +22,8 @@ VALIDATION_SEED = 300_001  # the clips F_I's BGN window is chosen on
 TEST_SEED = 300_002  # the clips the shipped F_I is reported on
 PLACE_TOLERANCE = 0.1  # frame units between the centroids
 SIZE_RANGE = (0.5, 1.5)  # the object's area over the truth's
+BETWEEN_MARGIN = 0.05  # frame units beyond the keyframes' centroids
+BACKWARD_STEP = 0.03  # frame units a frame may fall back from the one before
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,40 @@ def between_scores(video: np.ndarray, truth: np.ndarray) -> dict:
     return {"frames_right": float(np.mean(right)), "psnr": float(-10 * np.log10(max(np.mean(error ** 2), 1e-10)))}
 
 
+def moves_between(video: np.ndarray) -> str:
+    """"ok" when the frames between the first and the last show one object of the first frame's
+    colour and the keyframes' size, between the keyframes along the axis they differ on, moving
+    from one to the other without going back; else what failed first."""
+    objects = frame_objects(video)
+    first, last = objects[0], objects[-1]
+    if not (first.found and last.found):
+        return "keyframe lost"
+    axis = int(abs(last.centroid[1] - first.centroid[1]) > abs(last.centroid[0] - first.centroid[0]))
+    distance = last.centroid[axis] - first.centroid[axis]
+    low, high = sorted((first.centroid[axis], last.centroid[axis]))
+    area = (first.area + last.area) / 2
+    for frame in objects[1:-1]:
+        if not frame.found:
+            return "lost"
+        if frame.colour != first.colour:
+            return "colour"
+        if not SIZE_RANGE[0] <= frame.area / area <= SIZE_RANGE[1]:
+            return "size"
+        if not low - BETWEEN_MARGIN <= frame.centroid[axis] <= high + BETWEEN_MARGIN:
+            return "outside"
+    progress = [np.sign(distance) * frame.centroid[axis] for frame in objects]
+    if np.min(np.diff(progress)) < -BACKWARD_STEP:
+        return "backward"
+    return "ok" if progress[-2] - progress[1] >= abs(distance) / 2 else "stalled"
+
+
+def horizontal_pairs(seed: int = TEST_SEED, count: int = 12) -> list[tuple[ClipSpec, np.ndarray]]:
+    """The first `count` clips of `seed` whose object moves left or right: keyframes with the
+    object at one side and then further to the other."""
+    specs = [spec for spec in make_specs(8 * count, seed, FRAMES) if spec.motion in ("left", "right")][:count]
+    return [(spec, render(spec, SIZE)) for spec in specs]
+
+
 def clips(seed: int, count: int) -> list[tuple[ClipSpec, np.ndarray]]:
     return [(spec, render(spec, SIZE)) for spec in make_specs(count, seed, FRAMES)]
 
@@ -90,13 +126,19 @@ def evaluate(renderer, model_path, clip_seed: int, count: int, sampling_seeds: S
     return scores
 
 
-def crossfade_scores(renderer, model_path, clip_seed: int, count: int) -> list[dict]:
-    """The baseline BGN starts from: the keyframes' latent blend, decoded."""
+def crossfade_videos(renderer, model_path, videos: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The baseline BGN starts from: each video's first and last frames' latent blend, decoded
+    (through `model_path`'s VAE)."""
     model = renderer.model(model_path)
-    scores = []
-    for _, truth in clips(clip_seed, count):
-        ends = renderer.encode(model, to_pixels(truth[[0, -1]]))  # [2, C, h, w]
-        given = keyframes.keyframes_for("first_last", ends[:1], FRAMES, last=ends[1:])
+    blends = []
+    for video in videos:
+        ends = renderer.encode(model, to_pixels(video[[0, -1]]))  # [2, C, h, w]
+        given = keyframes.keyframes_for("first_last", ends[:1], len(video), last=ends[1:])
         with torch.no_grad():
-            scores.append(between_scores(renderer.decode(model, keyframes.blend(given)), truth))
-    return scores
+            blends.append(renderer.decode(model, keyframes.blend(given)))
+    return blends
+
+
+def crossfade_scores(renderer, model_path, clip_seed: int, count: int) -> list[dict]:
+    truths = [truth for _, truth in clips(clip_seed, count)]
+    return [between_scores(blend, truth) for blend, truth in zip(crossfade_videos(renderer, model_path, truths), truths)]
