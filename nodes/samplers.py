@@ -15,6 +15,7 @@ from .latents import (
     pixels_to_model_latent,
     seeded_generator,
     to_latent_output,
+    to_model_latent,
 )
 from .model import load_to_device
 from .previews import preview_progress
@@ -181,7 +182,9 @@ class UniVGAnimationSampler:
                       "first last frame", "keyframes", "loop", "F_I"]
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
-               bgn_t_n, ddim_final_step="original", guidance_from_t=0, last_frame=None, loop=False):
+               bgn_t_n, ddim_final_step="original", guidance_from_t=0, last_frame=None, loop=False, first_latent=None):
+        """first_latent (callers in the pack): the first frame's VAE-space latent [1, C, h, w], used
+        as it is instead of encoding `image` (which then only gives the size and the pixels kept)."""
         require_finite(text_weight=text_weight, image_weight=image_weight)
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
@@ -197,7 +200,8 @@ class UniVGAnimationSampler:
         config = inner.config
         mode = keyframe_mode(last_frame, loop, frames, image)
         t_n = bgn_t_n if bgn_t_n >= 0 else start_timestep(config, "animation" if mode == "first" else "interpolation")
-        first = pixels_to_model_latent(vae, image[:1], inner).to(device)[:, :, 0]
+        first = (to_model_latent(first_latent[-1:], inner, device) if first_latent is not None
+                 else pixels_to_model_latent(vae, image[:1], inner).to(device))[:, :, 0]
         last = pixels_to_model_latent(vae, last_frame[:1], inner).to(device)[:, :, 0] if mode == "first_last" else None
         given = keyframes.keyframes_for(mode, first, frames, last=last)
         denoise = guided_denoiser(inner, positive, negative, text_weight, image_weight, fps, device,

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tools.mini_workflows import video_length
 from tools.workflow_format import api_to_ui, object_info_from_classes, ui_to_api, without_meta
 
 pytestmark = pytest.mark.host
@@ -133,7 +134,7 @@ def test_demo_vae_layout_is_comfyuis(host):
 
 BUNDLED = ["text_to_video", "image_to_video", "text_image_to_video", "animation", "base_then_super_resolution",
            "text_to_video_ksampler", "animation_custom_sampler", "text_to_video_two_stage", "text_to_video_three_stage",
-           "interpolation", "extend_video"]
+           "keyframe_interpolation", "loop", "long_video"]
 
 
 def test_every_bundled_workflow_is_tested():
@@ -173,8 +174,7 @@ def test_bundled_workflow_renders_an_mp4(host, checkpoints, name):
     run = host.run(api)
     assert run.success, run.error()
     frames, fps, codec = saved_video(host, run)
-    length = TINY["frames"] + 2 * (TINY["frames"] - 1) if name == "extend_video" else TINY["frames"]
-    assert (len(frames), fps, codec) == (length, 8.0, "h264")
+    assert (len(frames), fps, codec) == (video_length(api), 8.0, "h264")
     expected = (128, 128) if name in ("base_then_super_resolution", "text_to_video_three_stage") else (64, 64)
     assert frames[0].shape[:2] == expected
     if name == "animation":

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tools.comfy_host import Server, get_json, output_files, prepare_base, status_of
+from tools.mini_workflows import video_length
 from tools.workflow_format import ui_to_api
 from univg_core.mini import towers
 
@@ -45,11 +46,9 @@ def fresh_server(tmp_path_factory):
 
 
 def expected_video(api: dict) -> tuple[int, int]:
-    """(frames, side) of the template's video: its largest frame count plus every UniVG Extend
-    Video's new frames, and its largest width (the upscaler's, where it has one)."""
-    frames = max(node["inputs"].get(key, 0) for node in api.values() for key in ("frames", "batch_size")
-                 if isinstance(node["inputs"].get(key, 0), int))
-    frames += sum(node["inputs"]["new_frames"] for node in api.values() if node["class_type"] == "UniVGExtendVideo")
+    """(frames, side) of the template's video: mini_workflows.video_length, and its largest width
+    (the upscaler's, where it has one)."""
+    frames = video_length(api)
     side = max(node["inputs"]["width"] for node in api.values() if isinstance(node["inputs"].get("width"), int))
     return frames, side
 

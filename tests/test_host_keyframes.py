@@ -101,13 +101,50 @@ def test_keyframe_positions_are_checked(parts, positions, message):
             FRAMES)
 
 
+def extend(parts, new_frames=4, seed=4, **video):
+    return parts["mapping"]["UniVGExtendVideo"]().extend(parts["model"], parts["positive"], parts["negative"], seed, 3,
+                                                         5.0, 0.0, 0, "ddim", parts["vae"], new_frames, -1, 2, **video)
+
+
 def test_extend_video_continues_from_the_last_frame_and_keeps_the_video_it_was_given(parts):
     video = torch.rand(3, 64, 64, 3, generator=torch.Generator().manual_seed(9))
-    extend = parts["mapping"]["UniVGExtendVideo"]()
-    (longer,) = extend.extend(parts["model"], parts["positive"], parts["negative"], 4, 3, 5.0, 0.0, 0, "ddim",
-                              parts["vae"], video, 4, -1, 2)
-    assert longer.shape == (3 + 4, 64, 64, 3)
+    longer, latent = extend(parts, video=video)
+    assert longer.shape == (3 + 4, 64, 64, 3) and latent["samples"].shape[0] == 3 + 4
     assert torch.equal(longer[:3], video)
-    (again,) = extend.extend(parts["model"], parts["positive"], parts["negative"], 4, 3, 5.0, 0.0, 0, "ddim",
-                             parts["vae"], longer, 4, -1, 2)
+    again, _ = extend(parts, video=longer)
     assert again.shape[0] == 3 + 4 + 4 and torch.equal(again[:7], longer)
+
+
+def test_extend_video_chained_through_latents_has_exact_seams(parts):
+    """LATENT to LATENT: each new part starts on the previous part's last latent frame exactly, the
+    latents given come out unchanged, and the images are the joined latents decoded."""
+    start = animate(parts)
+    images, first = extend(parts, video_latent=start)
+    _, second = extend(parts, new_frames=3, seed=5, video_latent=first)
+    assert second["samples"].shape[0] == FRAMES + 4 + 3
+    assert torch.equal(first["samples"][:FRAMES], start["samples"])
+    assert torch.equal(second["samples"][:FRAMES + 4], first["samples"])
+    assert torch.equal(images, parts["latents"].decode_latents(parts["vae"], first["samples"])[..., :3])
+    new_part = animate_from_latent(parts, first["samples"][-1:], frames=4)
+    assert torch.equal(new_part["samples"][0], first["samples"][-1]), "the seam's latent moved"
+    assert torch.equal(second["samples"][FRAMES + 4:], new_part["samples"][1:])
+
+
+def animate_from_latent(parts, latent, frames, seed=5):
+    sampler = parts["mapping"]["UniVGAnimationSampler"]()
+    image = parts["latents"].decode_latents(parts["vae"], latent)[..., :3]
+    return sampler.sample(parts["model"], parts["positive"], parts["negative"], seed, 3, 5.0, 0.0, frames, 0, "ddim",
+                          parts["vae"], image, -1, first_latent=latent)[0]
+
+
+@pytest.mark.parametrize("video, message", [
+    (None, "exactly one of video"),
+    ("both", "exactly one of video"),
+    ("flat", "video_latent must hold frames"),
+])
+def test_extend_video_asks_for_exactly_one_video(parts, video, message):
+    image = torch.rand(2, 64, 64, 3)
+    given = {None: {}, "both": dict(video=image, video_latent={"samples": torch.zeros(2, 4, 8, 8)}),
+             "flat": dict(video_latent={"samples": torch.zeros(4, 8, 8)})}[video]
+    with pytest.raises(ValueError, match=message):
+        extend(parts, **given)

@@ -547,7 +547,8 @@ def test_vae_nodes_in_spatial_tiles_keep_the_whole_frames_render_without_seams(h
 def keyframe_renders(host, tower_files, animation_renders):
     from univg_core.mini.world import EXAMPLE_CAPTION
 
-    return {name: _render_mini_workflow(host, name, EXAMPLE_CAPTION) for name in ("interpolation", "extend_video")}
+    return {name: _render_mini_workflow(host, name, EXAMPLE_CAPTION)
+            for name in ("keyframe_interpolation", "loop", "long_video")}
 
 
 def test_the_interpolation_workflow_moves_the_circle_from_the_first_image_to_the_last(host, keyframe_renders):
@@ -557,7 +558,7 @@ def test_the_interpolation_workflow_moves_the_circle_from_the_first_image_to_the
     from univg_core.mini.detector import detect
     from univg_core.mini.world import example_image
 
-    run, frames = keyframe_renders["interpolation"]
+    run, frames = keyframe_renders["keyframe_interpolation"]
     assert frames.shape == (8, 64, 64, 3) and _video_format(host, run) == MINI_VIDEO
     for index, last in ((0, False), (-1, True)):
         error = np.abs(frames[index].astype(float) - example_image(last=last).astype(float)).mean()
@@ -568,17 +569,41 @@ def test_the_interpolation_workflow_moves_the_circle_from_the_first_image_to_the
     assert xs == sorted(xs), xs  # left to right, frame by frame
 
 
-def test_the_extend_video_workflow_continues_the_animation_twice_with_exact_seams(host, keyframe_renders,
-                                                                                  animation_renders):
-    """The animation workflow's 8 frames, then two windows of 7 from each window's last frame: the
-    first 8 frames are the animation workflow's own (the same seed; up to H.264), and the circle
-    is found red in every window."""
+def test_the_loop_workflow_starts_on_the_image_and_keeps_the_circle(host, keyframe_renders):
+    """F_I with the example image at both ends, the repeated frame dropped: 7 frames from the image,
+    the red circle in them."""
+    from univg_core.mini.detector import detect
+    from univg_core.mini.world import example_image
+
+    run, frames = keyframe_renders["loop"]
+    assert frames.shape == (7, 64, 64, 3) and _video_format(host, run) == (7, 8.0, "h264")
+    assert np.abs(frames[0].astype(float) - example_image().astype(float)).mean() < 3.0
+    found = detect(frames)
+    assert found.found and found.colour == "red", found
+
+
+@pytest.mark.xfail(strict=True, reason="the Mini's F_I never saw a clip that ends where it starts (the world's objects "
+                                       "move one way): it moves the circle on and jumps back where the video repeats "
+                                       "(a step of 6.0 levels against at most 2.2 within; docs/keyframes.md)")
+def test_the_loop_workflow_steps_back_to_its_first_frame_without_a_jump(keyframe_renders):
+    """Where the video repeats, the step from the last frame to the first is no larger than the
+    largest step within the video."""
+    _, frames = keyframe_renders["loop"]
+    steps = [np.abs(a.astype(float) - b.astype(float)).mean() for a, b in zip(frames, frames[1:])]
+    wrap = np.abs(frames[-1].astype(float) - frames[0].astype(float)).mean()
+    assert wrap <= max(steps), (wrap, steps)
+
+
+def test_the_long_video_workflow_continues_the_two_stage_video_three_times(host, keyframe_renders, two_stage_renders):
+    """The two-stage route's 8 frames (the same caption and seeds: the same video, up to H.264), then
+    three windows of 7 from each window's last frame (29 frames), the circle red in every window."""
     from univg_core.mini.detector import detect
 
-    run, frames = keyframe_renders["extend_video"]
-    assert frames.shape == (22, 64, 64, 3) and _video_format(host, run) == (22, 8.0, "h264")
-    _, animated = animation_renders["auto"]
-    assert np.abs(frames[:8].astype(float) - animated.astype(float)).mean() < 2.0
-    for window in (frames[:8], frames[7:15], frames[14:]):
-        found = detect(window)
-        assert found.found and found.colour == "red", found
+    assert CAPTIONS[0] == ("circle", "red", "right", "dark")  # the example caption the workflow renders
+    run, frames = keyframe_renders["long_video"]
+    assert frames.shape == (29, 64, 64, 3) and _video_format(host, run) == (29, 8.0, "h264")
+    _, two_stage = two_stage_renders[0]
+    assert np.abs(frames[:8].astype(float) - two_stage.astype(float)).mean() < 3.0
+    for start in (0, 7, 14, 21):
+        found = detect(frames[start:start + 8])
+        assert found.found and found.colour == "red", (start, found)

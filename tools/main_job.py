@@ -32,7 +32,7 @@ WORKFLOWS = ROOT / "workflows" / "api"
 FAMILY_FOR = {"text_to_video": "videocrafter2_t2v_512", "image_to_video": "univg_base",
               "text_image_to_video": "univg_base", "animation": "univg_animation",
               "text_to_video_ksampler": "videocrafter2_t2v_512", "animation_custom_sampler": "univg_animation",
-              "interpolation": "dynamicrafter_512", "extend_video": "univg_animation"}
+              "keyframe_interpolation": "dynamicrafter_512", "loop": "dynamicrafter_512"}
 DEFAULT_WORKFLOW = "text_to_video"  # with a checkpoint of the user's: one model, text only
 # with UniVG Mini: the paper's route for text, which renders the caption far more often than F_B alone
 MINI_DEFAULT_WORKFLOW = "text_to_video_two_stage"

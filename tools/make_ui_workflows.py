@@ -4,7 +4,7 @@ definitions: each workflow as bundled (NAME.json, the checkpoint names of its ro
 for UniVG Mini (univg_mini_NAME.json). `--thumbnails` also renders every Mini variant on the
 host and writes a same-name .jpg beside each file (frames 0, 2, 4 and 6 of its video).
 
-    .venv/bin/python -m tools.make_ui_workflows [--thumbnails]
+    .venv/bin/python -m tools.make_ui_workflows [--thumbnails [--only NAME,...]]
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def render_frames(host, api: dict) -> np.ndarray:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.make_ui_workflows", description=__doc__.split("\n\n")[0])
     parser.add_argument("--thumbnails", action="store_true", help="render the Mini variants and write thumbnails")
+    parser.add_argument("--only", default="", help="with --thumbnails: the workflows (comma-separated) to render")
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
     sys.path.insert(0, str(ROOT / "tests"))
     from host_harness import InProcessHost
     from PIL import Image
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
             target = EXAMPLES / f"{stem}.json"
             target.write_text(json.dumps(api_to_ui(api, info), indent=2) + "\n")
             print(target)
-            if args.thumbnails and stem.startswith(MINI_PREFIX):
+            if args.thumbnails and stem.startswith(MINI_PREFIX) and (not only or stem[len(MINI_PREFIX):] in only):
                 picture = Image.fromarray(thumbnail(render_frames(host, api)))
                 for name in (stem, stem[len(MINI_PREFIX):]):  # the bundled variant shows the Mini's render too
                     picture.save(EXAMPLES / f"{name}.jpg", quality=90)

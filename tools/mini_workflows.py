@@ -29,13 +29,15 @@ MINI_MODELS = {
     # the same, then F_SR to twice the size: the paper's whole route for text
     "text_to_video_three_stage": (models.FIRST_FRAME_FILE, models.ANIMATION_FILE, models.SR_FILE),
     # F_I between the example's first and last frames (the paper's future work: BGN interpolation)
-    "interpolation": (models.INTERPOLATION_FILE,),
-    # F_A, then the video continued twice from its last frame
-    "extend_video": (models.ANIMATION_FILE,),
+    "keyframe_interpolation": (models.INTERPOLATION_FILE,),
+    # F_I with the example image at both ends, the repeated frame dropped
+    "loop": (models.INTERPOLATION_FILE,),
+    # the two-stage route, then the video continued three times from its last frame
+    "long_video": (models.FIRST_FRAME_FILE, models.ANIMATION_FILE),
 }
 # the bundled workflows' input images -> the pack's example images the Mini variants take instead
 EXAMPLE_FOR_INPUT = {"univg_example.png": EXAMPLE_IMAGE_FILE, "univg_example_last.png": EXAMPLE_LAST_IMAGE_FILE}
-ONE_FRAME_BASE = {"text_to_video_two_stage", "text_to_video_three_stage"}  # workflows whose base sampler draws the first frame alone
+ONE_FRAME_BASE = {"text_to_video_two_stage", "text_to_video_three_stage", "long_video"}  # workflows whose base sampler draws the first frame alone
 SAMPLER_SETTINGS = {"steps": 25, "frames": models.FRAMES, "width": models.SIZE, "height": models.SIZE, "fps": models.FPS}
 UPSCALER_SETTINGS = {"width": 2 * models.SIZE, "height": 2 * models.SIZE, "fps": models.FPS}
 PROMPT_TITLES = ("Positive prompt", "SR prompt", "Animation prompt")  # the caption, for every model of a workflow
@@ -118,6 +120,17 @@ def set_seed(workflow: dict, seed: int) -> int:
 def seeds_of(workflow: dict) -> list[int]:
     """The distinct seeds an API-format workflow's seed inputs hold, sorted."""
     return sorted({inputs[name] for inputs, name in _seed_inputs(workflow)})
+
+
+def video_length(workflow: dict) -> int:
+    """Frames of the video an API-format workflow saves: its samplers' largest frame count, less
+    the repeated frame of a loop, plus every UniVG Extend Video's new frames."""
+    frames = max(node["inputs"].get(key, 0) for node in workflow.values() for key in ("frames", "batch_size")
+                 if isinstance(node["inputs"].get(key, 0), int))
+    frames -= any(node["inputs"].get("loop") is True for node in workflow.values()
+                  if node["class_type"] == "UniVGAnimationSampler")
+    return frames + sum(node["inputs"]["new_frames"] for node in workflow.values()
+                        if node["class_type"] == "UniVGExtendVideo")
 
 
 def checkpoint_loaders(workflow: dict) -> list[dict]:
