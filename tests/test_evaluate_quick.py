@@ -25,10 +25,12 @@ def test_quick_evaluation_runs_every_study_and_ends_with_the_summary_line(tmp_pa
     assert all(math.isfinite(value) for value in (sr_gain, trajectory_gain, text_following, image_following))
     assert 0 <= text_following <= 1 and 0 <= image_following <= 1
     document = json.loads((tmp_path / "results.json").read_text())
-    assert set(document["results"]) == {"animation_bgn", "sr_bgn", "guidance_grid", "text_faithfulness"}
+    assert set(document["results"]) == {"animation_bgn", "sr_bgn", "guidance_grid", "text_faithfulness", "interpolation",
+                                        "long_video"}
     assert document["summary"]["bgn_sr_psnr_gain_db"] == pytest.approx(sr_gain, abs=5e-5)  # printed to 4 places
     table = (tmp_path / "results.md").read_text()
-    for heading in ("Table 3, animation", "super-resolution", "Figure 6", "Text faithfulness"):
+    for heading in ("Table 3, animation", "super-resolution", "Figure 6", "Text faithfulness", "Keyframes: interpolation",
+                    "Keyframes: a long video"):
         assert heading in table
     # the SR rows: BGN and no BGN from t = 700, no BGN from t = 900, and bicubic
     assert list(document["results"]["sr_bgn"]["rows"]) == ["BGN, t = 700", "no BGN, t = 700", "no BGN, t = 900",

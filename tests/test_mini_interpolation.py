@@ -83,3 +83,19 @@ def test_the_interpolation_model_lands_on_both_keyframes(renderer):
     (video,) = renderer.interpolate_many(INTERPOLATION, [truth[0]], [truth[-1]], [spec.caption], [0])
     first, last = interp_eval.frame_objects(video[[0, -1]]), interp_eval.frame_objects(truth[[0, -1]])
     assert all(interp_eval.frame_right(a, b) for a, b in zip(first, last))
+
+
+def test_the_between_reading_rejects_a_path_that_goes_back_or_loses_the_object():
+    from univg_core.evaluation.keyframe_studies import nearest_keyframe
+
+    (_, truth), = interp_eval.horizontal_pairs(count=1)
+    assert interp_eval.moves_between(truth) == "ok"
+    reversed_middle = truth.copy()
+    reversed_middle[1:-1] = truth[1:-1][::-1]
+    assert interp_eval.moves_between(reversed_middle) == "backward"
+    emptied = truth.copy()
+    emptied[3] = truth[3, :1, :1]  # the frame filled with its corner's (background) colour
+    assert interp_eval.moves_between(emptied) == "lost"
+    nearest = nearest_keyframe(truth)
+    assert (nearest[1:4] == truth[0]).all() and (nearest[4:7] == truth[-1]).all()
+    assert (nearest[[0, -1]] == truth[[0, -1]]).all()

@@ -1,6 +1,7 @@
 """Reproduce the paper's claims on UniVG Mini: Biased Gaussian Noise for animation and
 super-resolution (Table 3, Figure 7), text against image guidance (Figure 6) and text
-faithfulness, on held-out clips of the Mini's world, seeded, on the CPU.
+faithfulness, and keyframes (interpolation, long videos: the paper's future work), on
+held-out clips of the Mini's world, seeded, on the CPU.
 
     python -m univg_core.cli.evaluate            # everything (see the README for the time)
     python -m univg_core.cli.evaluate --quick    # a few clips and steps (CI)
@@ -28,7 +29,7 @@ from .install_mini import RESTORE, WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = Settings(clips=3, seeds=(0,), animation_steps=10, sr_steps=7, base_steps=25, grid_pairs=2,
-                 grid_weights=(0.0, 7.5))
+                 grid_weights=(0.0, 7.5), keyframe_steps=10)
 
 
 class ProgressBar:

@@ -86,11 +86,37 @@ def text_table(result: dict) -> str:
             "the detector reads each video.\n\n" + _table(header, rows))
 
 
+def interpolation_table(result: dict) -> str:
+    rows = [[label, _interval(r["psnr_db"]), _interval(r["trajectory_error_px"]), _interval(r["frames_right"], 0, True),
+             _interval(r["colour"], 0, True), _interval(r["shape"], 0, True), _interval(r["moves_between"], 0, True)]
+            for label, r in result["rows"].items()]
+    paired = result["bgn_minus_no_bgn"]
+    rows.append(["F_I: BGN - no BGN (paired)", _interval(paired["psnr_db"]), _interval(paired["trajectory_error_px"]),
+                 _interval(paired["frames_right"], 0, True), "", "", _interval(paired["moves_between"], 0, True)])
+    header = ["frames 1-6 between given 0 and 7", "PSNR (dB)", "trajectory error (px)", "frames right %", "colour %",
+              "shape %", "moves between %"]
+    return (f"{result['clips']} held-out clips x {result['seeds']} seeds, F_I sampled with {result['steps']} DDIM steps "
+            f"(guidance from t = {result['guidance_from_t']}); mean ± 95% interval. Frames right: the detector's object "
+            "at the clip's place, size and colour; moves between: one object moving from one keyframe to the other "
+            "in every frame between.\n\n" + _table(header, rows))
+
+
+def long_video_table(result: dict) -> str:
+    rows = [[f"{index + 1}", _interval(w["found"], 0, True), _interval(w["colour"], 0, True),
+             _interval(w["size_vs_first"]), _interval(w["background_shift"], 1)]
+            for index, w in enumerate(result["windows"])]
+    header = ["window", "object found %", "caption's colour %", "object area / first window's", "background shift (levels)"]
+    return (f"F_A from {result['clips']} held-out clips' first frames x {result['seeds']} seeds, continued from the last "
+            f"latent frame ({result['frames']} frames, {result['steps']} DDIM steps a window); background shift: the "
+            "frames' border colour from the true clip's.\n\n" + _table(header, rows))
+
+
 TABLES = {"animation_bgn": animation_table, "sr_bgn": sr_table, "guidance_grid": guidance_table,
-          "text_faithfulness": text_table}
+          "text_faithfulness": text_table, "interpolation": interpolation_table, "long_video": long_video_table}
 TITLES = {"animation_bgn": "Table 3, animation: Biased Gaussian Noise", "sr_bgn": "Table 3 and Figure 7, "
           "super-resolution: Biased Gaussian Noise", "guidance_grid": "Figure 6: w_T and w_I",
-          "text_faithfulness": "Text faithfulness"}
+          "text_faithfulness": "Text faithfulness", "interpolation": "Keyframes: interpolation",
+          "long_video": "Keyframes: a long video in four windows"}
 
 
 def markdown(results: dict) -> str:

@@ -9,6 +9,7 @@ numbers (JSON-ready):
   of w_T and w_I: how often the object takes the text's colour, how often the image's.
 - `text_faithfulness`: the CLIPSIM role, the detector's colour / shape / motion accuracy
   of F_B's text-to-video and of the same videos after F_SR.
+- `interpolation` and `long_video`: keyframes, the paper's future work (keyframe_studies).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from ..mini import models
 from ..mini.detector import detect
 from ..mini.world import ClipSpec, make_specs, render
+from . import keyframe_studies
 from .frechet import video_frechet_distance
 from .metrics import first_frame_error, mean_interval, psnr, ssim, trajectory_error
 
@@ -41,12 +43,15 @@ class MiniFiles:
     animation_no_bgn: Path
     sr: Path
     sr_no_bgn: Path
+    interpolation: Path
+    interpolation_no_bgn: Path
 
     @classmethod
     def in_folder(cls, folder: Path) -> "MiniFiles":
         return cls(*(Path(folder) / name for name in
                      (models.BASE_FILE, models.BASE_IMAGE_FILE, models.ANIMATION_FILE, models.ANIMATION_NO_BGN_FILE,
-                      models.SR_FILE, models.SR_NO_BGN_FILE)))
+                      models.SR_FILE, models.SR_NO_BGN_FILE, models.INTERPOLATION_FILE,
+                      models.INTERPOLATION_NO_BGN_FILE)))
 
     def require(self, *names: str) -> None:
         missing = [str(getattr(self, name)) for name in names if not getattr(self, name).is_file()]
@@ -67,6 +72,7 @@ class Settings:
     grid_weights: tuple[float, ...] = (0.0, 2.5, 5.0, 7.5)
     grid_seeds: tuple[int, ...] = (0,)
     sr_strengths: tuple = field(default=(("BGN", 0.7), ("no BGN", 0.7), ("no BGN", 0.9)))
+    keyframe_steps: int = 25
 
 
 def held_out_specs(count: int) -> list[ClipSpec]:
@@ -217,6 +223,8 @@ STUDIES = {
     "sr_bgn": sr_bgn,
     "guidance_grid": guidance_grid,
     "text_faithfulness": text_faithfulness,
+    "interpolation": keyframe_studies.interpolation,
+    "long_video": keyframe_studies.long_video,
 }
 
 
@@ -225,6 +233,8 @@ REQUIRES = {
     "sr_bgn": ("sr", "sr_no_bgn"),
     "guidance_grid": ("base_image",),
     "text_faithfulness": ("base", "sr"),
+    "interpolation": ("interpolation", "interpolation_no_bgn", "animation"),
+    "long_video": ("animation",),
 }
 
 
@@ -235,6 +245,8 @@ def study_size(name: str, settings: Settings) -> int:
         return 2 * videos
     if name == "sr_bgn":
         return len(settings.sr_strengths) * videos + settings.clips
+    if name in ("interpolation", "long_video"):
+        return keyframe_studies.study_size(name, settings)
     if name == "guidance_grid":
         return len(settings.grid_weights) ** 2 * settings.grid_pairs * len(settings.grid_seeds)
     return videos

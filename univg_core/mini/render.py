@@ -190,15 +190,25 @@ class MiniRenderer:
         model = self.model(model_path, dtype)
         first = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in first_frames])
         last = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in last_frames]) if last_frames else None
+        latents = self.latents_through_keyframes(model, mode, first, last, captions, seeds, frames, steps, text_weight,
+                                                 t_n, sampler, guidance_from_t)
+        return self.decode_each(model, latents)
+
+    def latents_through_keyframes(self, model: LoadedCheckpoint, mode: str, first: torch.Tensor,
+                                  last: Optional[torch.Tensor], captions: Sequence[str], seeds: Sequence[int],
+                                  frames: int = 8, steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
+                                  sampler: str = "ddim", guidance_from_t: int = 0) -> torch.Tensor:
+        """through_keyframes from model latents [B, C, h, w] of the keyframes, to latents [B, C, T, h, w]."""
         given = keyframes.keyframes_for(mode, first, frames, last=last)
         t_n = t_n if t_n is not None else start_timestep(model.config, "animation")
         t_m = min(model.config.bgn_t_m or 0, t_n - 1)
         noise, generator = self._seeded_noise((1, first.shape[1], frames, *first.shape[2:]), seeds)
-        latents = pipelines.animate_keyframes(
-            self._denoiser(model, captions, text_weight, guidance_from_t=guidance_from_t), given,
-            "repeat" if mode == "first" else "sparse", alphas_cumprod_for(model.config.schedule),
-            model.config.prediction, steps=steps, t_m=t_m, t_n=t_n, sampler=sampler, noise=noise, generator=generator)
-        return self.decode_each(model, latents)
+        with torch.no_grad():
+            return pipelines.animate_keyframes(
+                self._denoiser(model, captions, text_weight, guidance_from_t=guidance_from_t), given,
+                "repeat" if mode == "first" else "sparse", alphas_cumprod_for(model.config.schedule),
+                model.config.prediction, steps=steps, t_m=t_m, t_n=t_n, sampler=sampler, noise=noise,
+                generator=generator)
 
     @torch.no_grad()
     def super_resolve(self, sr: str | Path, low_res: np.ndarray, caption: str, seed: int, steps: int = 7,
