@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from univg_core.checkpoints import load_checkpoint, save_checkpoint
-from univg_core.cli import train_mini
+from univg_core.cli import mini_stages, train_mini
 from univg_core.mini import models
 from univg_core.models.tiny_vae import TinyVAE
 from univg_core.training.cache import CachedClips
@@ -147,14 +147,14 @@ def test_train_mini_stops_on_a_kept_vae_of_another_object_weight(tmp_path, capsy
 
     from univg_core.models.tiny_vae import TinyVAE
 
-    joint = tmp_path / train_mini.JOINT_VAE_FILE
+    joint = tmp_path / mini_stages.JOINT_VAE_FILE
     state = {key: value.contiguous() for key, value in TinyVAE().state_dict().items()}
     save_file(state, str(joint), metadata={"univg.scale_factor": "0.5"})  # as the shipped recipe writes it
     arguments = ["--stages", "vae", "--work", str(tmp_path), "--weights", str(tmp_path / "weights")]
     assert train_mini.main(arguments + ["--vae-object-weight", "4"]) == 2
     error = capsys.readouterr().err
     assert f"{joint} was trained with --vae-object-weight 0, this run asks 4; delete it" in error
-    save_file(state, str(joint), metadata={"univg.scale_factor": "0.5", train_mini.OBJECT_WEIGHT_KEY: "4"})
+    save_file(state, str(joint), metadata={"univg.scale_factor": "0.5", mini_stages.OBJECT_WEIGHT_KEY: "4"})
     assert train_mini.main(arguments) == 2  # the other way round: a kept weight-4 file, a default run
     assert "was trained with --vae-object-weight 4, this run asks 0" in capsys.readouterr().err
 
@@ -226,7 +226,7 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
         save_checkpoint(options.out, config, unet, image_proj)
         return options.out
 
-    monkeypatch.setattr(train_mini, "train", silenced_run)
+    monkeypatch.setattr(mini_stages, "train", silenced_run)
     stages = "base_image,animation,sr,animation_no_bgn,sr_no_bgn,interpolation,interpolation_no_bgn"
     assert train_mini.main(["--stages", stages] + arguments) == 0
     assert sorted(asked) == [("animation", False), ("animation", True), ("base", True), ("interpolation", False),
@@ -241,7 +241,7 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
     for bgn in (True, False):  # F_SR learns in its own VAE's latents, from F_B with that VAE's scale factor
         sr = asked["sr", bgn]
         assert sr.vae == str(weights / models.SR_VAE_FILE) and sr.clean_share == 0.2
-        assert sr.data == str(tmp_path / "work" / train_mini.SR_SET)
+        assert sr.data == str(tmp_path / "work" / mini_stages.SR_SET)
         start = load_checkpoint(sr.init)
         assert start.config.schedule.scale_factor == 1.5 and models.companion_vae(start.metadata) == models.SR_VAE_FILE
     assert not any(options.image_tokens for options in asked.values() if options.task == "animation")
@@ -254,3 +254,19 @@ def test_train_mini_publishes_f_sr_without_the_image_branch_it_never_reads(tmp_p
         assert load_checkpoint(tmp_path / "work" / "runs" / f"univg_mini_{name}.safetensors").image_proj is not None
     for name in ("animation", "animation_no_bgn"):
         assert load_checkpoint(weights / f"univg_mini_{name}.safetensors").image_proj is not None
+
+
+def test_the_recipe_table_is_the_command_line():
+    """Every setting of train_mini's RECIPE is an option with the table's value, under its stage's
+    heading in --help; no setting is named twice; the stages run in the table's order."""
+    settings = [setting for stage in train_mini.RECIPE for setting in stage.settings] + list(train_mini.COMMON_SETTINGS)
+    names = [setting.name for setting in settings]
+    assert len(names) == len(set(names))
+    defaults = vars(train_mini.recipe_parser().parse_args([]))
+    assert all(defaults[setting.name] == setting.value and type(defaults[setting.name]) is type(setting.value)
+               for setting in settings)
+    assert train_mini.STAGES[:5] == ("world", "vae", "sr_vae", "towers", "base")
+    help_text = train_mini.recipe_parser().format_help()
+    assert "stage interpolation:" in help_text and "--interpolation-t-n" in help_text
+    parsed = train_mini.recipe_parser().parse_args(["--interpolation-steps", "7", "--lr", "0.001"])
+    assert parsed.interpolation_steps == 7 and parsed.lr == 0.001
