@@ -9,6 +9,7 @@ import torch
 from .latents import decode_latents, encode_images
 from .progress import check_interrupt
 from .samplers import (
+    BGN_SAMPLING,
     DDIM_FINAL_STEP,
     GUIDANCE_FROM_T,
     VAE_TOOLTIP,
@@ -35,7 +36,7 @@ class UniVGExtendVideo:
             "video_latent": ("LATENT", {"tooltip": "the video to continue, as a LATENT of frames (a sampler's or an "
                                                    "Extend Video's): its last latent frame starts the new part as it is. "
                                                    "Give this or video"}),
-            "ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T,
+            "ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T, "bgn_sampling": BGN_SAMPLING,
         }
         return {"required": inputs, "optional": optional}
 
@@ -51,7 +52,8 @@ class UniVGExtendVideo:
     SEARCH_ALIASES = ["extend video", "continue video", "long video", "autoregressive", "chain clips", "video extension"]
 
     def extend(self, model, positive, negative, seed, steps, text_weight, image_weight, fps, sampler, vae, new_frames,
-               bgn_t_n, frames_per_chunk, video=None, video_latent=None, ddim_final_step="original", guidance_from_t=0):
+               bgn_t_n, frames_per_chunk, video=None, video_latent=None, ddim_final_step="original", guidance_from_t=0,
+               bgn_sampling="plain"):
         if (video is None) == (video_latent is None):
             raise ValueError("UniVG Extend Video: connect the video to continue to exactly one of video (IMAGE) "
                              "and video_latent (LATENT)")
@@ -71,7 +73,7 @@ class UniVGExtendVideo:
         (latent,) = UniVGAnimationSampler().sample(
             model, positive, negative, seed, steps, text_weight, image_weight, new_frames + 1, fps, sampler, vae,
             last_image, bgn_t_n, ddim_final_step=ddim_final_step, guidance_from_t=guidance_from_t,
-            first_latent=last_latent)
+            bgn_sampling=bgn_sampling, first_latent=last_latent)
         check_interrupt()
         new_latents = latent["samples"][1:]
         if latents is None:

@@ -129,6 +129,12 @@ class UniVGBaseSampler:
         return (to_latent_output(video, inner),)
 
 
+BGN_SAMPLING = (list(pipelines.BGN_SAMPLING), {
+    "default": "plain",
+    "tooltip": "plain: the sampler as published; consistent: every step lands on the Biased-Gaussian-Noise forward "
+               "process the model was trained on (for UniVG F_A, F_SR and F_I; DDIM or DPM-Solver++; not for "
+               "DynamiCrafter files, which were not trained with it)",
+})
 LAST_FRAME = ("IMAGE", {"tooltip": "optional: the video's last frame, the same size as the first (interpolation "
                                     "between the two, for an interpolation model: UniVG Mini's "
                                     "univg_mini_interpolation, DynamiCrafter's dynamicrafter_512_interp_v1 at 16 frames, "
@@ -167,7 +173,7 @@ class UniVGAnimationSampler:
                        f"-1: the model's ({ANIMATION_WINDOW[1]} for UniVG F_A)",
         })
         return {"required": inputs, "optional": {"ddim_final_step": DDIM_FINAL_STEP, "guidance_from_t": GUIDANCE_FROM_T,
-                                                 "last_frame": LAST_FRAME, "loop": LOOP}}
+                                                 "last_frame": LAST_FRAME, "loop": LOOP, "bgn_sampling": BGN_SAMPLING}}
 
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("the video's latents, one batch entry per frame; frame 0 is the input image's (and the last "
@@ -182,7 +188,8 @@ class UniVGAnimationSampler:
                       "first last frame", "keyframes", "loop", "F_I"]
 
     def sample(self, model, positive, negative, seed, steps, text_weight, image_weight, frames, fps, sampler, vae, image,
-               bgn_t_n, ddim_final_step="original", guidance_from_t=0, last_frame=None, loop=False, first_latent=None):
+               bgn_t_n, ddim_final_step="original", guidance_from_t=0, last_frame=None, loop=False, bgn_sampling="plain",
+               first_latent=None):
         """first_latent (callers in the pack): the first frame's VAE-space latent [1, C, h, w], used
         as it is instead of encoding `image` (which then only gives the size and the pixels kept)."""
         require_finite(text_weight=text_weight, image_weight=image_weight)
@@ -212,7 +219,7 @@ class UniVGAnimationSampler:
                 denoise, given, "repeat" if mode == "first" else "sparse", alphas_cumprod, config.prediction,
                 steps=steps, t_m=min(config.bgn_t_m or 0, t_n - 1), t_n=t_n, sampler=sampler,
                 generator=seeded_generator(seed), scale_arr=scale_arr,
-                callback=preview_progress(model, steps), final_step=ddim_final_step,
+                callback=preview_progress(model, steps), final_step=ddim_final_step, bgn_sampling=bgn_sampling,
             )
         if mode == "loop":
             video = video[:, :, :-1]  # the last frame is the first again: the video repeats without a seam
@@ -255,6 +262,7 @@ class UniVGUpscaler:
             "optional": {
                 "latent": ("LATENT", {"tooltip": "low-resolution frames, e.g. from a UniVG sampler"}),
                 "images": ("IMAGE", {"tooltip": "or low-resolution frames as images"}),
+                "bgn_sampling": BGN_SAMPLING,
             },
         }
 
@@ -266,7 +274,7 @@ class UniVGUpscaler:
     SEARCH_ALIASES = ["video upscale", "super resolution", "upscaler", "BGN", "F_SR"]
 
     def upscale(self, model, vae, positive, negative, seed, width, height, strength, steps, text_weight, fps,
-                tile_frames, tile_size, latent=None, images=None):
+                tile_frames, tile_size, latent=None, images=None, bgn_sampling="plain"):
         require_finite(strength=strength, text_weight=text_weight)
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
@@ -298,6 +306,6 @@ class UniVGUpscaler:
                 alphas_cumprod, inner.config.prediction, height=height, width=width, vae_chunk=4,
                 before_each_chunk=check_interrupt, strength=strength, steps=steps, generator=seeded_generator(seed),
                 tile=(tile_frames, tile_h, tile_w), overlap=(min(4, tile_frames // 4), min(8, tile_h // 4)),
-                callback=preview_progress(model, steps),
+                callback=preview_progress(model, steps), bgn_sampling=bgn_sampling, t_m=inner.config.bgn_t_m or 0,
             )
         return (to_latent_output(video, inner),)

@@ -148,3 +148,29 @@ def test_extend_video_asks_for_exactly_one_video(parts, video, message):
              "flat": dict(video_latent={"samples": torch.zeros(4, 8, 8)})}[video]
     with pytest.raises(ValueError, match=message):
         extend(parts, **given)
+
+
+def test_bgn_consistent_sampling_through_the_animation_sampler_keeps_the_keyframes_and_changes_the_path(parts):
+    """bgn_sampling "consistent" (issue 37) on the UniVG Animation Sampler, with a last frame too:
+    the keyframes' frames are their latents exactly and the video differs from the plain sampler's."""
+    for keyframe_inputs in ({}, {"last_frame": parts["last"]}):
+        plain = animate(parts, **keyframe_inputs)["samples"]
+        consistent = animate(parts, bgn_sampling="consistent", **keyframe_inputs)["samples"]
+        assert torch.isfinite(consistent).all() and not torch.allclose(plain, consistent, atol=1e-4)
+        torch.testing.assert_close(consistent[0], encoded(parts, parts["first"]), rtol=0, atol=1e-5)
+        if keyframe_inputs:
+            torch.testing.assert_close(consistent[-1], encoded(parts, parts["last"]), rtol=0, atol=1e-5)
+
+
+def test_bgn_consistent_sampling_through_the_upscaler(host, checkpoints):
+    mapping = host.nodes.NODE_CLASS_MAPPINGS
+    model, clip, vae, _ = mapping["UniVGCheckpointLoader"]().load(checkpoints["univg_sr.safetensors"], "fp32")
+    (positive,) = mapping["CLIPTextEncode"]().encode(clip, "a red circle")
+    (negative,) = mapping["CLIPTextEncode"]().encode(clip, "")
+    images = torch.rand(2, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    upscaler = mapping["UniVGUpscaler"]()
+    with torch.inference_mode():  # as ComfyUI runs a node (its tiled VAE encode writes in place)
+        videos = {mode: upscaler.upscale(model, vae, positive, negative, 0, 128, 128, -1.0, 3, 5.0, 0, 2, 64,
+                                         images=images, bgn_sampling=mode)[0]["samples"] for mode in ("plain", "consistent")}
+    assert videos["consistent"].shape == videos["plain"].shape == (2, 4, 16, 16)
+    assert torch.isfinite(videos["consistent"]).all() and not torch.allclose(videos["plain"], videos["consistent"])

@@ -17,16 +17,36 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import bgn, keyframes
+from .bgn_sampling import bgn_consistent_sample
 from .samplers import Callback, Denoiser, make_timesteps, sample
 from ..video import check_pixel_video, in_chunks, upsample_frames
 from .schedule import offset_noise
 
 Codec = Callable[[torch.Tensor], torch.Tensor]
+BGN_SAMPLING = ("plain", "consistent")  # the samplers as published, or following BGN's marginals (bgn_sampling)
 
 
 def _check_steps(steps: int, limit: int = 1000) -> None:
     if not isinstance(steps, int) or not 1 <= steps <= limit:
         raise ValueError(f"steps must be an integer in [1, {limit}], got {steps!r}")
+
+
+def _sample_from_bgn_start(bgn_sampling: str, sampler: str, denoise: Denoiser, x: torch.Tensor,
+                           alphas_cumprod: torch.Tensor, timesteps, prediction: str, condition: torch.Tensor, t_m: int,
+                           t_n: int, **plain) -> torch.Tensor:
+    """Sampling from a BGN start at t_n: the plain samplers (`plain`: their keywords), or the ones
+    whose states follow the BGN marginals of the window (t_m, t_n) towards `condition`."""
+    if bgn_sampling not in BGN_SAMPLING:
+        raise ValueError(f"bgn_sampling must be one of {BGN_SAMPLING}, got {bgn_sampling!r}")
+    if bgn_sampling == "plain":
+        return sample(sampler, denoise, x, alphas_cumprod, timesteps, prediction, **plain)
+    if plain.get("scale_arr") is not None:
+        raise ValueError("BGN-consistent sampling is for models trained with Biased Gaussian Noise (UniVG F_A, F_SR, "
+                         "F_I); this model scales its clean-sample estimate per step (DynamiCrafter): sample it plainly")
+    if plain.get("eta", 0.0):
+        raise ValueError("BGN-consistent sampling is deterministic: set DDIM's eta to 0")
+    return bgn_consistent_sample(sampler, denoise, x, alphas_cumprod, timesteps, prediction, condition, t_m, t_n,
+                                 callback=plain.get("callback"), after_step=plain.get("after_step"))
 
 
 def _check_latent_shape(shape: Sequence[int]) -> None:
@@ -100,10 +120,13 @@ def animate_keyframes(
     callback: Optional[Callback] = None,
     final_step: str = "original",
     noise: Optional[torch.Tensor] = None,
+    bgn_sampling: str = "plain",
 ) -> torch.Tensor:
     """A video through the given keyframes: `denoise` reads [x_t ; concat] with the concat in
     `layout` (keyframes.concat_latent); sampling starts from the keyframes' BGN condition (their
-    per-frame blend) at t_n, and every keyframe's frame of the result is its latent exactly."""
+    per-frame blend) at t_n, and every keyframe's frame of the result is its latent exactly.
+    bgn_sampling "consistent": every state on the BGN marginal of (t_m, t_n) (bgn_sampling module;
+    it ends on the clean sample whatever final_step says)."""
     bgn.check_window(t_m, t_n, len(alphas_cumprod))
     _check_steps(steps, t_n + 1)
     condition = keyframes.blend(given)
@@ -121,9 +144,10 @@ def animate_keyframes(
         return denoise(torch.cat([x_t, concat], dim=1), t)
 
     timesteps = make_timesteps(steps, "uniform_trailing", t_start=t_n, timesteps=len(alphas_cumprod))
-    video = sample(
-        sampler, denoise_with_concat, x, alphas_cumprod, timesteps, prediction, eta=eta, generator=generator,
-        callback=callback, scale_arr=scale_arr, after_step=pin_keyframes, final_step=final_step,
+    video = _sample_from_bgn_start(
+        bgn_sampling, sampler, denoise_with_concat, x, alphas_cumprod, timesteps, prediction, condition, t_m, t_n,
+        eta=eta, generator=generator, callback=callback, scale_arr=scale_arr, after_step=pin_keyframes,
+        final_step=final_step,
     )
     video[:, :, list(given.positions)] = given.latents.to(video.dtype)
     return video
@@ -220,9 +244,12 @@ def super_resolve_latents(
     overlap: tuple[int, int] = (4, 8),
     sampler: str = "dpmpp_2m",
     callback: Optional[Callback] = None,
+    bgn_sampling: str = "plain",
+    t_m: int = bgn.SUPER_RESOLUTION_WINDOW[0],
 ) -> torch.Tensor:
     """F_SR on the encoded upsampled video: start at t_n = strength * T from the condition
-    (BGN, paper 3.4) and sample `steps` steps. `tile=None` runs the whole latent at once."""
+    (BGN, paper 3.4) and sample `steps` steps. `tile=None` runs the whole latent at once.
+    bgn_sampling "consistent": every state on the BGN marginal of (t_m, t_n) towards the condition."""
     _check_latent_shape(condition.shape)
     if not 0 < strength <= 1:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
@@ -233,7 +260,8 @@ def super_resolve_latents(
     if tile is not None:
         denoise = tiled(denoise, *tile, *overlap)
     timesteps = make_timesteps(steps, "uniform_trailing", t_start=t_n, timesteps=len(alphas_cumprod))
-    return sample(sampler, denoise, x, alphas_cumprod, timesteps, prediction, generator=generator, callback=callback)
+    return _sample_from_bgn_start(bgn_sampling, sampler, denoise, x, alphas_cumprod, timesteps, prediction, condition,
+                                  min(t_m, t_n - 1), t_n, generator=generator, callback=callback)
 
 
 def super_resolve(

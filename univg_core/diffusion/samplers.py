@@ -52,12 +52,12 @@ def make_timesteps(steps: int, spacing: str = "uniform", t_start: Optional[int] 
     return (top - (k * (top + 1) / steps).round()).long()
 
 
-def _report(callback: Optional[Callback], step: int, total: int, x: torch.Tensor, x0: torch.Tensor) -> None:
+def report_step(callback: Optional[Callback], step: int, total: int, x: torch.Tensor, x0: torch.Tensor) -> None:
     if callback is not None and callback(step, total, x, x0) is False:
         raise SamplingCancelled(f"sampling cancelled at step {step + 1}/{total}")
 
 
-def _timestep_list(timesteps, count: int) -> list[int]:
+def timestep_list(timesteps, count: int) -> list[int]:
     timesteps = torch.as_tensor(timesteps).long().flatten()
     if len(timesteps) == 0 or int(timesteps.max()) >= count or int(timesteps.min()) < 0:
         raise ValueError(f"timesteps must be in [0, {count - 1}]")
@@ -82,7 +82,7 @@ def ddim_sample(
     if final_step not in FINAL_STEPS:
         raise ValueError(f"final_step must be one of {FINAL_STEPS}, got {final_step!r}")
     model = CleanSample(denoise, alphas_cumprod, prediction, scale_arr)
-    steps = _timestep_list(timesteps, model.timesteps)
+    steps = timestep_list(timesteps, model.timesteps)
     for i, t in enumerate(steps):
         t_next = steps[i + 1] if i + 1 < len(steps) else None
         x0, eps = model(x, t, i)
@@ -99,7 +99,7 @@ def ddim_sample(
             x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if after_step is not None:
             x = after_step(x, abar_next)
-        _report(callback, i, len(steps), x, x0)
+        report_step(callback, i, len(steps), x, x0)
     return x
 
 
@@ -126,7 +126,7 @@ def dpmpp_2m_sample(
     """Multistep DPM-Solver++ with data prediction (Lu et al. 2022), second order after the
     first step; deterministic (generator unused, kept for a uniform signature)."""
     model = CleanSample(denoise, alphas_cumprod, prediction, scale_arr)
-    steps = _timestep_list(timesteps, model.timesteps)
+    steps = timestep_list(timesteps, model.timesteps)
     previous_x0, previous_h = None, None
     for i, t in enumerate(steps):
         t_next = steps[i + 1] if i + 1 < len(steps) else None
@@ -148,7 +148,7 @@ def dpmpp_2m_sample(
         previous_x0, previous_h = x0, h
         if after_step is not None:
             x = after_step(x, abar_next)
-        _report(callback, i, len(steps), x, x0)
+        report_step(callback, i, len(steps), x, x0)
     return x
 
 

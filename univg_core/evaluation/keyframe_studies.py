@@ -3,9 +3,9 @@ no choice was made), each a function returning plain numbers (JSON-ready):
 
 - `interpolation`: each clip's first and last frames given, the frames between scored against
   the clip's own (PSNR, trajectory error, the detector's object, colour and shape): F_I with
-  and without Biased Gaussian Noise, the keyframes' latent blend decoded (the crossfade BGN
-  starts from) and the nearest keyframe repeated; F_I's BGN - no BGN differences paired over
-  clips x seeds.
+  and without Biased Gaussian Noise (and with the BGN-consistent sampler), the keyframes' latent
+  blend decoded (the crossfade BGN starts from) and the nearest keyframe repeated; BGN - no BGN
+  and consistent - plain sampler differences paired over clips x seeds.
 - `long_video`: F_A from each clip's first frame, continued three times from the last latent
   frame (as UniVG Extend Video chains LATENTs): how the object's colour, size and the
   background hold in each window against the first.
@@ -23,7 +23,9 @@ from ..mini.detector import border_colours, detect
 from ..mini.render import to_pixels
 from .metrics import mean_interval, trajectory_error
 
-INTERPOLATION_ARMS = ("F_I, BGN", "F_I, no BGN", "crossfade", "nearest keyframe")
+INTERPOLATION_ARMS = ("F_I, BGN", "F_I, BGN, consistent sampler", "F_I, no BGN", "crossfade", "nearest keyframe")
+SAMPLED_ARMS = (("F_I, BGN", "interpolation", "plain"), ("F_I, BGN, consistent sampler", "interpolation", "consistent"),
+                ("F_I, no BGN", "interpolation_no_bgn", "plain"))  # label, MiniFiles field, bgn_sampling
 LONG_VIDEO_WINDOWS = 4  # the first clip and three extensions, as the long_video workflow
 
 
@@ -59,12 +61,13 @@ def interpolation(renderer, files, settings, tick) -> dict:
     specs, truths = [spec for spec, _ in items], [video for _, video in items]
     seeds = settings.seeds
     videos = {}
-    for label, path in (("F_I, BGN", files.interpolation), ("F_I, no BGN", files.interpolation_no_bgn)):
+    for label, field, bgn_sampling in SAMPLED_ARMS:
         videos[label] = []
         for seed in seeds:
             videos[label] += renderer.interpolate_many(
-                path, [video[0] for video in truths], [video[-1] for video in truths], [s.caption for s in specs],
-                [seed] * len(specs), steps=settings.keyframe_steps, guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T)
+                getattr(files, field), [video[0] for video in truths], [video[-1] for video in truths],
+                [s.caption for s in specs], [seed] * len(specs), steps=settings.keyframe_steps,
+                guidance_from_t=models.ANIMATION_GUIDANCE_FROM_T, bgn_sampling=bgn_sampling)
             for _ in specs:
                 tick(f"interpolation, {label}")
     videos["crossfade"] = interp_eval.crossfade_videos(renderer, files.animation, truths) * len(seeds)
@@ -72,11 +75,17 @@ def interpolation(renderer, files, settings, tick) -> dict:
     pairs = list(zip(specs * len(seeds), truths * len(seeds)))
     per_video = {label: [between_row(video, truth, spec) for video, (spec, truth) in zip(videos[label], pairs)]
                  for label in INTERPOLATION_ARMS}
-    paired = {key: mean_interval([a[key] - b[key] for a, b in zip(per_video["F_I, BGN"], per_video["F_I, no BGN"])])
-              for key in ("psnr_db", "trajectory_error_px", "frames_right", "moves_between")}
     return {"clips": len(specs), "seeds": len(seeds), "steps": settings.keyframe_steps,
             "guidance_from_t": models.ANIMATION_GUIDANCE_FROM_T,
-            "rows": {label: _summarise(rows) for label, rows in per_video.items()}, "bgn_minus_no_bgn": paired}
+            "rows": {label: _summarise(rows) for label, rows in per_video.items()},
+            "bgn_minus_no_bgn": _paired(per_video["F_I, BGN"], per_video["F_I, no BGN"]),
+            "consistent_minus_plain": _paired(per_video["F_I, BGN, consistent sampler"], per_video["F_I, BGN"])}
+
+
+def _paired(ours: Sequence[dict], theirs: Sequence[dict]) -> dict:
+    """Mean differences (ours - theirs) over the same clips and seeds, with their 95% intervals."""
+    return {key: mean_interval([a[key] - b[key] for a, b in zip(ours, theirs)])
+            for key in ("psnr_db", "trajectory_error_px", "frames_right", "moves_between")}
 
 
 def window_row(window: np.ndarray, first_window: np.ndarray, truth_background: np.ndarray, colour: str) -> dict:
@@ -123,4 +132,4 @@ def long_video(renderer, files, settings, tick) -> dict:
 
 def study_size(name: str, settings) -> int:
     videos = settings.clips * len(settings.seeds)
-    return 2 * videos if name == "interpolation" else LONG_VIDEO_WINDOWS * videos
+    return len(SAMPLED_ARMS) * videos if name == "interpolation" else LONG_VIDEO_WINDOWS * videos

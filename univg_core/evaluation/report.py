@@ -90,9 +90,11 @@ def interpolation_table(result: dict) -> str:
     rows = [[label, _interval(r["psnr_db"]), _interval(r["trajectory_error_px"]), _interval(r["frames_right"], 0, True),
              _interval(r["colour"], 0, True), _interval(r["shape"], 0, True), _interval(r["moves_between"], 0, True)]
             for label, r in result["rows"].items()]
-    paired = result["bgn_minus_no_bgn"]
-    rows.append(["F_I: BGN - no BGN (paired)", _interval(paired["psnr_db"]), _interval(paired["trajectory_error_px"]),
-                 _interval(paired["frames_right"], 0, True), "", "", _interval(paired["moves_between"], 0, True)])
+    for key, label in (("bgn_minus_no_bgn", "F_I: BGN - no BGN (paired)"),
+                       ("consistent_minus_plain", "F_I: consistent - plain sampler (paired)")):
+        paired = result[key]
+        rows.append([label, _interval(paired["psnr_db"]), _interval(paired["trajectory_error_px"]),
+                     _interval(paired["frames_right"], 0, True), "", "", _interval(paired["moves_between"], 0, True)])
     header = ["frames 1-6 between given 0 and 7", "PSNR (dB)", "trajectory error (px)", "frames right %", "colour %",
               "shape %", "moves between %"]
     return (f"{result['clips']} held-out clips x {result['seeds']} seeds, F_I sampled with {result['steps']} DDIM steps "

@@ -172,32 +172,33 @@ class MiniRenderer:
     def interpolate_many(self, interpolation: str | Path, first_frames: Sequence[np.ndarray],
                          last_frames: Sequence[np.ndarray], captions: Sequence[str], seeds: Sequence[int],
                          frames: int = 8, steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
-                         sampler: str = "ddim", guidance_from_t: int = 0) -> list[np.ndarray]:
+                         sampler: str = "ddim", guidance_from_t: int = 0, bgn_sampling: str = "plain") -> list[np.ndarray]:
         """F_I for a batch: video i runs from first_frames[i] to last_frames[i]."""
         return self.through_keyframes(interpolation, "first_last", first_frames, last_frames, captions, seeds, frames,
-                                      steps, text_weight, t_n, sampler, guidance_from_t)
+                                      steps, text_weight, t_n, sampler, guidance_from_t, bgn_sampling=bgn_sampling)
 
     @torch.no_grad()
     def through_keyframes(self, model_path: str | Path, mode: str, first_frames: Sequence[np.ndarray],
                           last_frames: Optional[Sequence[np.ndarray]], captions: Sequence[str], seeds: Sequence[int],
                           frames: int = 8, steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
                           sampler: str = "ddim", guidance_from_t: int = 0,
-                          dtype: torch.dtype = torch.float32) -> list[np.ndarray]:
+                          dtype: torch.dtype = torch.float32, bgn_sampling: str = "plain") -> list[np.ndarray]:
         """Videos through keyframes (keyframes.MODES): the first frame alone in the repeat layout
         (F_A), else the sparse layout (F_I); sampling starts from their blend at t_n (default: the
-        model's window, or 990 for a model trained without BGN)."""
+        model's window, or 990 for a model trained without BGN); bgn_sampling as the pipelines'."""
         self._check_batch(captions, seeds, first_frames=first_frames, **({"last_frames": last_frames} if last_frames else {}))
         model = self.model(model_path, dtype)
         first = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in first_frames])
         last = torch.cat([self.encode(model, to_pixels(frame[None])) for frame in last_frames]) if last_frames else None
         latents = self.latents_through_keyframes(model, mode, first, last, captions, seeds, frames, steps, text_weight,
-                                                 t_n, sampler, guidance_from_t)
+                                                 t_n, sampler, guidance_from_t, bgn_sampling)
         return self.decode_each(model, latents)
 
     def latents_through_keyframes(self, model: LoadedCheckpoint, mode: str, first: torch.Tensor,
                                   last: Optional[torch.Tensor], captions: Sequence[str], seeds: Sequence[int],
                                   frames: int = 8, steps: int = 25, text_weight: float = 7.5, t_n: Optional[int] = None,
-                                  sampler: str = "ddim", guidance_from_t: int = 0) -> torch.Tensor:
+                                  sampler: str = "ddim", guidance_from_t: int = 0,
+                                  bgn_sampling: str = "plain") -> torch.Tensor:
         """through_keyframes from model latents [B, C, h, w] of the keyframes, to latents [B, C, T, h, w]."""
         given = keyframes.keyframes_for(mode, first, frames, last=last)
         t_n = t_n if t_n is not None else start_timestep(model.config, "animation")
@@ -208,7 +209,7 @@ class MiniRenderer:
                 self._denoiser(model, captions, text_weight, guidance_from_t=guidance_from_t), given,
                 "repeat" if mode == "first" else "sparse", alphas_cumprod_for(model.config.schedule),
                 model.config.prediction, steps=steps, t_m=t_m, t_n=t_n, sampler=sampler, noise=noise,
-                generator=generator)
+                generator=generator, bgn_sampling=bgn_sampling)
 
     @torch.no_grad()
     def super_resolve(self, sr: str | Path, low_res: np.ndarray, caption: str, seed: int, steps: int = 7,
