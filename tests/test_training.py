@@ -485,3 +485,27 @@ def test_sr_clean_share_caches_halved_copies_for_that_share_of_clips_and_leaves_
                                atol=2e-3, rtol=0)
     with pytest.raises(TrainingSetupError, match="clean-share must be in"):
         train(options(workspace, "sr", "bad.safetensors", steps=1, clean_share=1.5), log=QUIET)
+
+
+def test_loop_share_plays_interpolation_clips_there_and_back():
+    """--loop-share 1: every interpolation clip shows frame min(i, T-1-i), so its last keyframe in the
+    sparse concat is its first (a loop); 0: the clip as it is."""
+    from types import SimpleNamespace
+
+    from univg_core.training import trainer as trainer_module
+    from univg_core.training.objective import there_and_back
+
+    assert there_and_back(torch.arange(6).reshape(1, 1, 6)).flatten().tolist() == [0, 1, 2, 2, 1, 0]
+    generator = torch.Generator().manual_seed(0)
+    item = {"latents": torch.randn(4, 5, 2, 2, generator=generator), "text": torch.zeros(3, 8)}
+    clips = type("Clips", (), {"__len__": lambda self: 1, "__getitem__": lambda self, index: item,
+                               "null": {"text": torch.zeros(3, 8)}})()
+    spec = TASKS["interpolation"]
+    concats = {}
+    for share in (0.0, 1.0):
+        chosen = SimpleNamespace(seed=0, latent_crop=0, object_weight=0.0, offset_noise=0.0, loop_share=share)
+        batch = trainer_module.make_batch([0, 1], clips, spec, (567, 875), make_alphas_cumprod(), chosen, False, 0.0, 0.0)
+        concats[share] = batch.x[:, 4:]
+    assert torch.equal(concats[1.0][:, :, 0], concats[1.0][:, :, -1])
+    assert torch.equal(concats[0.0][:, :, -1], item["latents"][:, -1].expand(2, -1, -1, -1))
+    assert torch.equal(concats[1.0][:, :, 0], concats[0.0][:, :, 0])

@@ -284,7 +284,8 @@ def stage_interpolation(args, bgn: bool = True) -> None:
     out = args.weights / (models.INTERPOLATION_FILE if bgn else models.INTERPOLATION_NO_BGN_FILE)
     window = dict(t_m=args.interpolation_t_m, t_n=args.interpolation_t_n) if bgn else {}
     _train(args, "interpolation", animation, "world64", out, args.interpolation_steps, models.SIZE,
-           text_only=not bgn, image_tokens=False, bgn=bgn, prediction="v", **window)
+           text_only=not bgn, image_tokens=False, bgn=bgn, prediction="v", loop_share=args.interpolation_loop_share,
+           **window)
 
 
 def stage_animation_no_bgn(args) -> None:

@@ -109,6 +109,8 @@ RECIPE = (
         Setting("interpolation_steps", 1500, "F_I and its no-BGN twin, fine-tuned from F_A"),
         Setting("interpolation_t_m", 567, "F_I's BGN window start"),
         Setting("interpolation_t_n", 875, "F_I's BGN window end (where sampling starts)"),
+        Setting("interpolation_loop_share", 0.0, "the share of clips F_I and its twin see played there and back (a "
+                                                 "loop: the last frame is the first)"),
     )),
     Stage("interpolation_no_bgn", stage_interpolation_no_bgn),
 )

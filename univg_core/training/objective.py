@@ -65,6 +65,14 @@ def clip_keyframes(spec: TaskSpec, latents: torch.Tensor) -> keyframes.Keyframes
     return keyframes.keyframes_for(spec.keyframes, latents[:, :, 0], latents.shape[2], last=latents[:, :, -1])
 
 
+def there_and_back(frames: torch.Tensor, dim: int = 2) -> torch.Tensor:
+    """The clip played forward to its middle and back: frame i shows frame min(i, T-1-i), so the
+    last frame is the first (a loop's keyframes)."""
+    count = frames.shape[dim]
+    order = torch.tensor([min(i, count - 1 - i) for i in range(count)], device=frames.device)
+    return frames.index_select(dim, order)
+
+
 def condition_latents(spec: TaskSpec, latents: torch.Tensor, lowres: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """v_C of the BGN forward process: the first frame repeated (animation), the first and last
     frames' blend (interpolation), or the degraded clip's latents (super-resolution)."""

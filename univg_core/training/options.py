@@ -63,6 +63,10 @@ class TrainOptions:
         0.0, "sr: this share of clips get a clean low-resolution input (a 2x area downsample, upsampled back as "
         "inference does) instead of the blur, down-scale, JPEG and noise of the paper's degradations"
     )
+    loop_share: float = _option(
+        0.0, "interpolation: this share of clips are played there and back (frame i shows frame min(i, T-1-i)), so "
+        "their last frame is their first: DynamiCrafter's loop"
+    )
     zero_terminal_snr: bool = _option(False, "rescale the schedule to zero terminal SNR")
     text_dropout: Optional[float] = _option(None, "default: base 0.5, animation 0.1, sr 0.1")
     image_dropout: Optional[float] = _option(None, "default: base 0.1, animation 0.1")
@@ -121,6 +125,8 @@ def validate(options: TrainOptions) -> None:
         problems.append(f"--ema must be in (0, 1), got {options.ema_decay}")
     if not 0 <= options.clean_share <= 1:
         problems.append(f"--clean-share must be in [0, 1], got {options.clean_share}")
+    if not 0 <= options.loop_share <= 1:
+        problems.append(f"--loop-share must be in [0, 1], got {options.loop_share}")
     if not options.object_weight >= 0:
         problems.append(f"--object-weight must be >= 0, got {options.object_weight}")
     if not 0 <= options.offset_noise <= 1:

@@ -35,7 +35,7 @@ from .model_setup import (
 )
 from .object_weight import loss_weights, weighted_mse
 from .options import SAVE_DTYPES, TrainOptions, validate  # noqa: F401  (the training API's names)
-from .objective import TASKS, condition_latents, noisy_input_and_target, timestep_range
+from .objective import TASKS, condition_latents, noisy_input_and_target, there_and_back, timestep_range
 
 STATE_VERSION = 1
 
@@ -99,6 +99,9 @@ def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, option
         weights = loss_weights(item["object"], options.object_weight) if options.object_weight else None
         if options.latent_crop:
             latents, lowres, weights = _random_crop(latents, lowres, weights, options.latent_crop, generator)
+        if options.loop_share and spec.keyframes == "first_last" and bool(torch.rand((), generator=generator) < options.loop_share):
+            latents = there_and_back(latents)
+            weights = there_and_back(weights) if weights is not None else None
         t = torch.randint(t_low, t_high + 1, (1,), generator=generator)
         eps = offset_noise(tuple(latents.shape), options.offset_noise, generator=generator)
         drop_text = bool(torch.rand((), generator=generator) < text_dropout)
