@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set up .venv (CPU torch), build the real ComfyUI hosts the
 # host tests drive (.host/, ignored), and run the whole suite on the CPU.
-# With no arguments it runs in seven processes: the suite, the in-process host suites in four
+# With no arguments it runs in eight processes: the suite, the in-process host suites in five
 # groups, the browser test, then the two-host tests (tests/test_host_versions.py), which start ComfyUI servers and
 # a second in-process suite of their own. Each process is measured (tools/peak_rss.py): its time and the peak memory of
 # its largest process are printed at the end, and a peak over UNIVG_TEST_MEMORY_LIMIT_GIB
@@ -27,7 +27,8 @@ measured() {
 # module are then never under the next module's
 ENCODERS_TEST=test_training_encoders_match_comfyuis
 HOST_GROUPS=(
-    "host_nodes:tests/test_host.py tests/test_host_core_sampling.py tests/test_host_fidelity.py tests/test_host_keyframes.py"
+    "host_nodes:tests/test_host.py tests/test_host_core_sampling.py tests/test_host_fidelity.py"
+    "host_keyframes:tests/test_host_keyframes.py"
     "host_mini:tests/test_host_mini.py tests/test_host_server.py"
     "browser:tests/test_host_browser.py"
     "host_training:tests/test_host_training.py --deselect tests/test_host_training.py::$ENCODERS_TEST"
