@@ -88,13 +88,16 @@ def _paired(ours: Sequence[dict], theirs: Sequence[dict]) -> dict:
             for key in ("psnr_db", "trajectory_error_px", "frames_right", "moves_between")}
 
 
-def window_row(window: np.ndarray, first_window: np.ndarray, truth_background: np.ndarray, colour: str) -> dict:
-    """How one window of a long video holds against its first window: the object found and of the
-    caption's colour, its mean area over the first window's, the background's distance (0-255
-    levels) from the true clip's."""
-    found, first = detect(window), detect(first_window)
-    areas = [a for a, c in zip(found.areas, found.centroids) if c is not None]
-    first_areas = [a for a, c in zip(first.areas, first.centroids) if c is not None]
+def _found_areas(found) -> list:
+    return [area for area, centroid in zip(found.areas, found.centroids) if centroid is not None]
+
+
+def window_row(window: np.ndarray, first_areas: Sequence[float], truth_background: np.ndarray, colour: str) -> dict:
+    """How one window of a long video holds against its first window (`first_areas`: the object's
+    areas there): the object found and of the caption's colour, its mean area over the first
+    window's, the background's distance (0-255 levels) from the true clip's."""
+    found = detect(window)
+    areas = _found_areas(found)
     size = float(np.mean(areas) / np.mean(first_areas)) if areas and first_areas else float("nan")
     backgrounds = border_colours(np.asarray(window, dtype=np.float64) / 255)
     return {"found": float(found.found), "colour": float(found.colour == colour), "size_vs_first": size,
@@ -121,9 +124,10 @@ def long_video(renderer, files, settings, tick) -> dict:
         videos = renderer.decode_each(model, torch.cat(parts, dim=2))
         for (spec, truth), video in zip(items, videos):
             background = border_colours(np.asarray(truth[:1], dtype=np.float64) / 255)[0]
+            first_areas = _found_areas(detect(video[:models.FRAMES]))
             for window in range(LONG_VIDEO_WINDOWS):
                 span = video[window * (models.FRAMES - 1): window * (models.FRAMES - 1) + models.FRAMES]
-                rows[window].append(window_row(span, video[:models.FRAMES], background, spec.colour))
+                rows[window].append(window_row(span, first_areas, background, spec.colour))
     return {"clips": len(items), "seeds": len(settings.seeds), "steps": settings.keyframe_steps,
             "frames": LONG_VIDEO_WINDOWS * (models.FRAMES - 1) + 1,
             "windows": [{key: mean_interval([row[key] for row in window if np.isfinite(row[key])])
