@@ -607,3 +607,21 @@ def test_the_long_video_workflow_continues_the_two_stage_video_three_times(host,
     for start in (0, 7, 14, 21):
         found = detect(frames[start:start + 8])
         assert found.found and found.colour == "red", (start, found)
+
+
+def test_the_workflow_rates_tool_reads_host_renders_as_its_table_reports(host, tower_files):
+    """tools.workflow_rates through the real host: the animation and two-stage workflows show one
+    red circle moving right at seeds 0 and 1 (10 of 10 seeds in docs/univg_mini.md's table)."""
+    from univg_core.cli.install_mini import install
+    from test_host import saved_frames
+    from tools.workflow_rates import rates
+
+    install(host.base / "models", log=lambda message: None)
+
+    def render(api: dict) -> np.ndarray:
+        run = host.run(api)
+        assert run.success, run.error()
+        return np.stack(saved_frames(host, run))
+
+    readings = rates(render, ["animation", "text_to_video_two_stage"], [0, 1])
+    assert all(reading.passed for items in readings.values() for reading in items), readings

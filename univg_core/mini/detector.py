@@ -87,6 +87,26 @@ def nearest_colour(rgb: np.ndarray) -> str:
     return _nearest(rgb, COLOURS)
 
 
+def nearest_background(rgb: np.ndarray) -> str:
+    return _nearest(rgb, BACKGROUNDS)
+
+
+def pieces(mask: np.ndarray, min_share: float = MIN_AREA / 4) -> int:
+    """How many 4-connected pieces of a frame's object mask [H, W] cover at least `min_share` of
+    the frame each (one drawn object is one piece; a broken one several)."""
+    height, width = mask.shape
+    labels = np.where(mask, np.arange(mask.size, dtype=np.int64).reshape(mask.shape), mask.size)
+    while True:  # every pixel takes the smallest label among its masked neighbours until none changes
+        padded = np.pad(labels, 1, constant_values=mask.size)
+        smallest = np.minimum.reduce([labels, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+        smallest = np.where(mask, smallest, mask.size)
+        if np.array_equal(smallest, labels):
+            break
+        labels = smallest
+    _, sizes = np.unique(labels[mask], return_counts=True)
+    return int((sizes >= min_share * height * width).sum())
+
+
 def _shape_from_fill(fill: float) -> str:
     if fill < FILL_THRESHOLDS[0]:
         return "triangle"
@@ -136,7 +156,7 @@ def detect(video) -> Detection:
         areas.append(float(area))
         colours.append(frame[mask].mean(axis=0))
         fills.append(_fill(xs, ys))
-    background = _nearest(border_colours(frames).mean(axis=0), BACKGROUNDS)
+    background = nearest_background(border_colours(frames).mean(axis=0))
     if len(colours) < max(2, len(frames) // 2):
         return Detection(found=False, background=background, centroids=tuple(centroids), areas=tuple(areas))
     motion, displacement = _motion(centroids, areas)
