@@ -1,5 +1,5 @@
 """`python -m univg_core.cli.evaluate --quick` end to end on the shipped UniVG Mini: every study
-runs, the files are written and the last line carries the four numbers, each a real value in
+runs, the files are written and the last line carries its numbers, each a real value in
 its range. The direction of each result is the README's to report, not this test's to demand."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from univg_core.cli.evaluate import main
 
 LAST_LINE = re.compile(r"^bgn_sr_psnr_gain_db=(\S+) bgn_animation_traj_gain_px=(\S+) "
-                       r"text_following_at_wI0=(\S+) image_following_at_wT0=(\S+)$")
+                       r"text_following_at_wI0=(\S+) image_following_at_wT0=(\S+) surface_background_text_slope=(\S+) "
+                       r"surface_background_image_slope=(\S+) surface_together_gain=(\S+)$")
 
 
 def test_quick_evaluation_runs_every_study_and_ends_with_the_summary_line(tmp_path, capsys):
@@ -21,15 +22,15 @@ def test_quick_evaluation_runs_every_study_and_ends_with_the_summary_line(tmp_pa
     out = capsys.readouterr().out.strip().splitlines()
     match = LAST_LINE.match(out[-1])
     assert match, out[-1]
-    sr_gain, trajectory_gain, text_following, image_following = map(float, match.groups())
-    assert all(math.isfinite(value) for value in (sr_gain, trajectory_gain, text_following, image_following))
-    assert 0 <= text_following <= 1 and 0 <= image_following <= 1
+    sr_gain, trajectory_gain, text_following, image_following, *surface = map(float, match.groups())
+    assert all(math.isfinite(value) for value in (sr_gain, trajectory_gain, text_following, image_following, *surface))
+    assert 0 <= text_following <= 1 and 0 <= image_following <= 1 and -1 <= surface[2] <= 1
     document = json.loads((tmp_path / "results.json").read_text())
-    assert set(document["results"]) == {"animation_bgn", "sr_bgn", "guidance_grid", "text_faithfulness", "interpolation",
-                                        "long_video"}
+    assert set(document["results"]) == {"animation_bgn", "sr_bgn", "guidance_grid", "guidance_surface", "text_faithfulness",
+                                        "interpolation", "long_video"}
     assert document["summary"]["bgn_sr_psnr_gain_db"] == pytest.approx(sr_gain, abs=5e-5)  # printed to 4 places
     table = (tmp_path / "results.md").read_text()
-    for heading in ("Table 3, animation", "super-resolution", "Figure 6", "Text faithfulness", "Keyframes: interpolation",
+    for heading in ("Table 3, animation", "super-resolution", "Figure 6", "Figure 6 as a response surface", "Text faithfulness", "Keyframes: interpolation",
                     "Keyframes: a long video"):
         assert heading in table
     # the SR rows: BGN and no BGN from t = 700, no BGN from t = 900, and bicubic

@@ -108,7 +108,10 @@ def test_summary_line_reads_the_studies():
             {"w_text": wt, "w_image": wi, "follows_text_colour": wt / 10, "follows_image_colour": wi / 10}
             for wt in (0.0, 7.5) for wi in (0.0, 7.5)]},
     }
+    results["guidance_surface"] = {"fit": {"background": {"text_slope": stat(-0.25), "image_slope": stat(0.5)}},
+                                   "together": {"difference": stat(0.125)}}
     line = report.summary_line(results)
     assert line == ("bgn_sr_psnr_gain_db=1.5000 bgn_animation_traj_gain_px=2.0000 "
-                    "text_following_at_wI0=0.7500 image_following_at_wT0=0.7500")
+                    "text_following_at_wI0=0.7500 image_following_at_wT0=0.7500 surface_background_text_slope=-0.2500 "
+                    "surface_background_image_slope=0.5000 surface_together_gain=0.1250")
     assert "nan" in report.summary_line({})

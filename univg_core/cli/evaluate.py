@@ -7,7 +7,8 @@ held-out clips of the Mini's world, seeded, on the CPU.
     python -m univg_core.cli.evaluate --quick    # a few clips and steps (CI)
 
 Writes results.json and results.md to --out; the last line printed is machine-readable:
-bgn_sr_psnr_gain_db=... bgn_animation_traj_gain_px=... text_following_at_wI0=... image_following_at_wT0=..."""
+bgn_sr_psnr_gain_db=... bgn_animation_traj_gain_px=... text_following_at_wI0=... image_following_at_wT0=...
+surface_background_text_slope=... surface_background_image_slope=... surface_together_gain=..."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from .install_mini import RESTORE, WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = Settings(clips=3, seeds=(0,), animation_steps=10, sr_steps=7, base_steps=25, grid_pairs=2,
-                 grid_weights=(0.0, 7.5), keyframe_steps=10)
+                 grid_weights=(0.0, 7.5), keyframe_steps=10, surface_pairs=2, surface_seeds=(0,))
 
 
 class ProgressBar:

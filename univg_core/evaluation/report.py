@@ -77,6 +77,35 @@ def guidance_table(result: dict) -> str:
             f"{result['steps']} DDIM steps.\n\n" + "\n\n".join(tables))
 
 
+def surface_table(result: dict) -> str:
+    weights = result["weights"]
+    lookup = {(cell["w_text"], cell["w_image"]): cell for cell in result["cells"]}
+    rows = [[f"w_T {w_text:g}"] + [f"{lookup[(w_text, w_image)]['background']:.2f} / "
+                                   f"{_number(lookup[(w_text, w_image)]['colour'])} / "
+                                   f"{lookup[(w_text, w_image)]['together']:.0%}" for w_image in weights]
+            for w_text in weights]
+    grid = _table(["background / colour placement / image's background with text's colour"]
+                  + [f"w_I {w:g}" for w in weights], rows)
+    fits = [[what, _interval(fit["text_slope"], 3), _interval(fit["image_slope"], 3)]
+            for what, fit in result["fit"].items()]
+    alone = result["alone"]
+    together = result["together"]
+    checks = [["text alone (largest w_T, w_I 0)", _interval(alone["text_colour_from_text"], 0, True),
+               _interval(alone["text_background_from_text"], 0, True)],
+              ["image alone (largest w_I, w_T 0)", _interval(alone["image_colour_from_image"], 0, True),
+               _interval(alone["image_background_from_image"], 0, True)]]
+    return (f"F_B with an image (`univg_mini_base_image`) on {result['pairs']} caption/image pairs that disagree x "
+            f"{result['seeds']} seeds, the same noise in every cell, {result['steps']} DDIM steps. Placement: 0 is "
+            "the caption's value, 1 the image's (background: the frames' border colour; colour: the object's mean "
+            "colour).\n\n" + grid + "\n\n"
+            + _table(["slopes, fitted with a term per pair (w > 0), 95% interval over pairs", "per log w_T",
+                      "per log w_I"], fits) + "\n\n"
+            + _table(["each condition alone", "its colour %", "its background %"], checks) + "\n\n"
+            + f"The image's background with the caption's colour: {_interval(together['middle'], 0, True)}% of the "
+            f"videos where both weights are positive, {_interval(together['edges'], 0, True)}% where either is 0; "
+            f"paired difference {_interval(together['difference'], 0, True)} points.")
+
+
 def text_table(result: dict) -> str:
     rows = [[label] + [_interval(r[key], 0, True) for key in
                        ("colour_accuracy", "shape_accuracy", "motion_accuracy", "all_three")]
@@ -114,9 +143,10 @@ def long_video_table(result: dict) -> str:
 
 
 TABLES = {"animation_bgn": animation_table, "sr_bgn": sr_table, "guidance_grid": guidance_table,
-          "text_faithfulness": text_table, "interpolation": interpolation_table, "long_video": long_video_table}
+          "guidance_surface": surface_table, "text_faithfulness": text_table, "interpolation": interpolation_table, "long_video": long_video_table}
 TITLES = {"animation_bgn": "Table 3, animation: Biased Gaussian Noise", "sr_bgn": "Table 3 and Figure 7, "
           "super-resolution: Biased Gaussian Noise", "guidance_grid": "Figure 6: w_T and w_I",
+          "guidance_surface": "Figure 6 as a response surface",
           "text_faithfulness": "Text faithfulness", "interpolation": "Keyframes: interpolation",
           "long_video": "Keyframes: a long video in four windows"}
 
@@ -137,9 +167,12 @@ def summary(results: dict) -> dict:
     """The four numbers of the machine-readable last line (NaN where a study was not run):
     PSNR gain of BGN over no BGN for F_SR from t = 700; trajectory error saved by BGN for F_A
     (positive: BGN better); how often the object takes the text's colour at w_I = 0 and the
-    image's at w_T = 0 (the other weight at its largest)."""
+    image's at w_T = 0 (the other weight at its largest); Figure 6's surface: the background's
+    slopes per log w_T and per log w_I, and how much more often the middle region shows the
+    image's background with the text's colour than the edges."""
     values = dict.fromkeys(("bgn_sr_psnr_gain_db", "bgn_animation_traj_gain_px", "text_following_at_wI0",
-                            "image_following_at_wT0"), math.nan)
+                            "image_following_at_wT0", "surface_background_text_slope",
+                            "surface_background_image_slope", "surface_together_gain"), math.nan)
     if "sr_bgn" in results:
         rows = results["sr_bgn"]["rows"]
         values["bgn_sr_psnr_gain_db"] = rows["BGN, t = 700"]["psnr_db"]["mean"] - rows["no BGN, t = 700"]["psnr_db"]["mean"]
@@ -152,6 +185,11 @@ def summary(results: dict) -> dict:
         top = max(cell["w_text"] for cell in grid["cells"])
         values["text_following_at_wI0"] = _grid_cell(grid, top, 0.0)["follows_text_colour"]
         values["image_following_at_wT0"] = _grid_cell(grid, 0.0, top)["follows_image_colour"]
+    if "guidance_surface" in results:
+        found = results["guidance_surface"]
+        values["surface_background_text_slope"] = found["fit"]["background"]["text_slope"]["mean"]
+        values["surface_background_image_slope"] = found["fit"]["background"]["image_slope"]["mean"]
+        values["surface_together_gain"] = found["together"]["difference"]["mean"]
     return values
 
 

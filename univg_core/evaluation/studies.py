@@ -7,6 +7,8 @@ numbers (JSON-ready):
   without it from t = 700 and t = 900, 7 DPM-Solver++ steps, against the true 128x128 clip.
 - `guidance_grid`: Figure 6, F_B on a caption and a first frame that disagree, over a grid
   of w_T and w_I: how often the object takes the text's colour, how often the image's.
+- `guidance_surface`: Figure 6 as a response surface (guidance_surface): 45 pairs x 3 seeds,
+  continuous scores fitted against log w_T and log w_I.
 - `text_faithfulness`: the CLIPSIM role, the detector's colour / shape / motion accuracy
   of F_B's text-to-video and of the same videos after F_SR.
 - `interpolation` and `long_video`: keyframes, the paper's future work (keyframe_studies).
@@ -25,7 +27,7 @@ import torch
 from ..mini import models
 from ..mini.detector import detect
 from ..mini.world import ClipSpec, make_specs, render
-from . import keyframe_studies
+from . import guidance_surface, keyframe_studies
 from .frechet import video_frechet_distance
 from .metrics import first_frame_error, mean_interval, psnr, ssim, trajectory_error
 
@@ -71,6 +73,10 @@ class Settings:
     grid_pairs: int = 10
     grid_weights: tuple[float, ...] = (0.0, 2.5, 5.0, 7.5)
     grid_seeds: tuple[int, ...] = (0,)
+    surface_pairs: int = 45
+    surface_seeds: tuple[int, ...] = (0, 1, 2)
+    surface_weights: tuple[float, ...] = (0.0, 2.5, 7.5)
+    surface_batch: int = 45  # videos sampled together
     sr_strengths: tuple = field(default=(("BGN", 0.7), ("no BGN", 0.7), ("no BGN", 0.9)))
     keyframe_steps: int = 25
 
@@ -222,6 +228,7 @@ STUDIES = {
     "animation_bgn": animation_bgn,
     "sr_bgn": sr_bgn,
     "guidance_grid": guidance_grid,
+    "guidance_surface": guidance_surface.surface,
     "text_faithfulness": text_faithfulness,
     "interpolation": keyframe_studies.interpolation,
     "long_video": keyframe_studies.long_video,
@@ -232,6 +239,7 @@ REQUIRES = {
     "animation_bgn": ("animation", "animation_no_bgn"),
     "sr_bgn": ("sr", "sr_no_bgn"),
     "guidance_grid": ("base_image",),
+    "guidance_surface": ("base_image",),
     "text_faithfulness": ("base", "sr"),
     "interpolation": ("interpolation", "interpolation_no_bgn", "animation"),
     "long_video": ("animation",),
@@ -247,6 +255,8 @@ def study_size(name: str, settings: Settings) -> int:
         return len(settings.sr_strengths) * videos + settings.clips
     if name in ("interpolation", "long_video"):
         return keyframe_studies.study_size(name, settings)
+    if name == "guidance_surface":
+        return guidance_surface.surface_size(settings)
     if name == "guidance_grid":
         return len(settings.grid_weights) ** 2 * settings.grid_pairs * len(settings.grid_seeds)
     return videos

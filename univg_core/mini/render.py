@@ -76,20 +76,20 @@ class MiniRenderer:
         return self._features[key]
 
     def _denoiser(self, model: LoadedCheckpoint, captions: Sequence[str], text_weight: float, negative: str = "",
-                  image: Optional[np.ndarray] = None, image_weight: float = 0.0, guidance_from_t: int = 0):
+                  images: Optional[Sequence[np.ndarray]] = None, image_weight: float = 0.0, guidance_from_t: int = 0):
         """UniVG's multi-condition guidance for a batch of videos, one caption each: F(0) with the
-        empty prompt (and the grey null image when an image is given), F(T) with the caption,
-        F(I) with the image (the same image for every video of the batch)."""
+        empty prompt (and the grey null image when images are given), F(T) with the caption,
+        F(I) with the image (images: one per video)."""
         batch = len(captions)
         null = self.tokens(negative).expand(batch, -1, -1)
         text = torch.cat([self.tokens(caption) for caption in captions])
         picture = null_picture = None
-        if image is not None:
+        if images is not None:
             if model.image_proj is None:
                 raise ValueError(f"{model.path}: this model has no image branch")
-            grey = np.full_like(image, 128)
+            grey = np.full_like(images[0], 128)
             with torch.no_grad():
-                picture = model.image_proj(self.vision_features(image)).expand(batch, -1, -1)
+                picture = torch.cat([model.image_proj(self.vision_features(image)) for image in images])
                 null_picture = model.image_proj(self.vision_features(grey)).expand(batch, -1, -1)
         conditions = {"null": Condition(null, null_picture), "text": Condition(text, null_picture),
                       "image": Condition(null, picture)}
@@ -140,13 +140,17 @@ class MiniRenderer:
     @torch.no_grad()
     def text_to_videos(self, base: str | Path, captions: Sequence[str], seeds: Sequence[int], frames: int = 8,
                        size: int = 64, steps: int = 25, text_weight: float = 7.5, image: Optional[np.ndarray] = None,
-                       image_weight: float = 0.0) -> list[np.ndarray]:
-        """text_to_video for a batch: video i from captions[i] and seeds[i], sampled together."""
-        self._check_batch(captions, seeds)
+                       image_weight: float = 0.0, images: Optional[Sequence[np.ndarray]] = None) -> list[np.ndarray]:
+        """text_to_video for a batch: video i from captions[i] and seeds[i] (and images[i], or
+        `image` for every video), sampled together."""
+        if image is not None and images is not None:
+            raise ValueError("give image (one for every video) or images (one per video), not both")
+        images = [image] * len(captions) if image is not None else images
+        self._check_batch(captions, seeds, **({"images": images} if images is not None else {}))
         model = self.model(base)
         shape = (1, model.config.unet.in_channels, frames, size // 8, size // 8)
         noise, _ = self._seeded_noise(shape, seeds)
-        denoiser = self._denoiser(model, captions, text_weight, image=image, image_weight=image_weight)
+        denoiser = self._denoiser(model, captions, text_weight, images=images, image_weight=image_weight)
         latents = pipelines.generate(denoiser, noise.shape, alphas_cumprod_for(model.config.schedule),
                                      model.config.prediction, steps=steps, sampler="ddim",
                                      spacing=model.config.schedule.timestep_spacing, initial_noise=noise)
