@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 per workflow")
     parser.add_argument("--workflows", help="comma-separated (default: every workflow the Mini renders)")
     parser.add_argument("--base", type=Path, default=ROOT / ".cache" / "workflow_rates",
-                        help="the host's base directory (models, output)")
+                        help="the host's base directory (its output; models are the main job's, models/)")
     args = parser.parse_args(argv)
     names = args.workflows.split(",") if args.workflows else list(MINI_MODELS)
     unknown = [name for name in names if name not in MINI_MODELS]
@@ -155,10 +155,11 @@ def main(argv=None) -> int:
     from univg_core.cli.install_mini import install
 
     from .comfy_host import Server, prepare_base, require_host
+    from .main_job import MODELS
 
     require_host()
-    base = prepare_base(args.base)
-    install(base / "models", log=lambda line: print(line, file=sys.stderr))
+    base = prepare_base(args.base, models=MODELS)  # the Mini's towers (2 GB) built once for both
+    install(MODELS, log=lambda line: print(line, file=sys.stderr))
     start = time.monotonic()
     with Server(base) as server:
         readings = rates(_server_renderer(server, base / "output"), names, range(args.seeds),
