@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -114,10 +115,7 @@ def table(readings: dict) -> str:
 
 
 def _counts(values) -> str:
-    counted: dict = {}
-    for value in values:
-        counted[value] = counted.get(value, 0) + 1
-    return ", ".join(f"{value} {count}" for value, count in sorted(counted.items(), key=lambda item: -item[1]))
+    return ", ".join(f"{value} {count}" for value, count in Counter(values).most_common())
 
 
 def _read_mp4(path: Path) -> np.ndarray:
@@ -148,6 +146,8 @@ def main(argv=None) -> int:
     parser.add_argument("--base", type=Path, default=ROOT / ".cache" / "workflow_rates",
                         help="the host's base directory (its output; models are the main job's, models/)")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: at least 1 seed per workflow")
     names = args.workflows.split(",") if args.workflows else list(MINI_MODELS)
     unknown = [name for name in names if name not in MINI_MODELS]
     if unknown:

@@ -164,7 +164,7 @@ def _grid_cell(result: dict, w_text: float, w_image: float) -> dict:
 
 
 def summary(results: dict) -> dict:
-    """The four numbers of the machine-readable last line (NaN where a study was not run):
+    """The numbers of the machine-readable last line (NaN where a study was not run):
     PSNR gain of BGN over no BGN for F_SR from t = 700; trajectory error saved by BGN for F_A
     (positive: BGN better); how often the object takes the text's colour at w_I = 0 and the
     image's at w_T = 0 (the other weight at its largest); Figure 6's surface: the background's
