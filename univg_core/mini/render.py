@@ -217,14 +217,15 @@ class MiniRenderer:
 
     @torch.no_grad()
     def super_resolve(self, sr: str | Path, low_res: np.ndarray, caption: str, seed: int, steps: int = 7,
-                      strength: float = 0.7, text_weight: float = 7.5) -> np.ndarray:
-        """low_res: uint8 [T, h, w, 3] -> uint8 [T, 2h, 2w, 3]."""
+                      strength: float = 0.7, text_weight: float = 7.5, bgn_sampling: str = "plain") -> np.ndarray:
+        """low_res: uint8 [T, h, w, 3] -> uint8 [T, 2h, 2w, 3]; bgn_sampling as the pipelines'."""
         model = self.model(sr)
         pixels = to_pixels(low_res)
         latents = pipelines.super_resolve(
             self._denoiser(model, [caption], text_weight), lambda frames: self.encode(model, frames), None, pixels,
             alphas_cumprod_for(model.config.schedule), model.config.prediction, height=2 * pixels.shape[2],
             width=2 * pixels.shape[3], strength=strength, steps=steps, tile=None,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(seed), bgn_sampling=bgn_sampling,
+            t_m=model.config.bgn_t_m or 0,
         )
         return self.decode(model, latents)

@@ -52,11 +52,12 @@ TASKS = {
 }
 
 
-def timestep_range(spec: TaskSpec, window: Optional[tuple[int, int]], timesteps: int) -> tuple[int, int]:
+def timestep_range(spec: TaskSpec, window: Optional[tuple[int, int]], timesteps: int,
+                   t_max: Optional[int] = None) -> tuple[int, int]:
     """Inclusive range t is drawn from. A BGN model is only ever sampled from t_n down, so
-    training spends no steps above t_n."""
+    training spends no steps above t_n; a model without BGN up to t_max (default the last)."""
     if window is None:
-        return 0, timesteps - 1
+        return 0, timesteps - 1 if t_max is None else t_max
     return 0, window[1]
 
 

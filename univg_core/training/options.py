@@ -51,6 +51,10 @@ class TrainOptions:
     bgn: bool = _option(True, "--no-bgn: animation / sr with the standard forward process (paper Table 3's ablation)")
     t_m: Optional[int] = _option(None, "BGN window start (animation 600, sr 0)")
     t_n: Optional[int] = _option(None, "BGN window end (animation 990, sr 700)")
+    t_max: Optional[int] = _option(
+        None, "--no-bgn only: draw t from [0, t_max] (default the whole schedule), the range a sampler that "
+        "starts at t_max uses"
+    )
     prediction: Optional[str] = _option(
         None, "what the network predicts (default: the task's: base and animation eps, sr v)", choices=("eps", "v")
     )
@@ -85,6 +89,10 @@ class TrainOptions:
     save_every: int = _option(500, "steps between resumable state saves")
     resume: bool = _option(True, "continue from an existing OUT.state.pt")
     seed: int = _option(0, "every random draw is a function of it, the step and the sample")
+    data_seed: Optional[int] = _option(
+        None, "the seed of what is drawn once per clip when it is encoded (sr: its degradations; default --seed): "
+        "runs of other --seed values then share one encoded copy"
+    )
     save_dtype: str = _option("fp16", "dtype of the written weights", choices=sorted(SAVE_DTYPES))
     device: str = _option("auto", "auto, cuda or cpu")
     fsdp: bool = _option(False, "shard the model across processes (FSDP) instead of DDP")
@@ -121,6 +129,10 @@ def validate(options: TrainOptions) -> None:
             problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
     if not options.bgn and (options.t_m is not None or options.t_n is not None):
         problems.append("--no-bgn trains without a BGN window; drop --t-m / --t-n")
+    if options.t_max is not None and options.bgn:
+        problems.append("--t-max applies to a run without BGN (--no-bgn); a BGN run draws t up to its --t-n")
+    if options.t_max is not None and options.t_max < 1:
+        problems.append(f"--t-max must be >= 1, got {options.t_max}")
     if options.ema_decay is not None and not 0 < options.ema_decay < 1:
         problems.append(f"--ema must be in (0, 1), got {options.ema_decay}")
     if not 0 <= options.clean_share <= 1:

@@ -89,7 +89,7 @@ class Batch:
 
 
 def make_batch(numbers, clips: CachedClips, spec, window, alphas_cumprod, options, use_image, text_dropout, image_dropout):
-    t_low, t_high = timestep_range(spec, window, len(alphas_cumprod))
+    t_low, t_high = timestep_range(spec, window, len(alphas_cumprod), options.t_max)
     pieces = {"x": [], "target": [], "t": [], "text": [], "image": [], "weights": []}
     for number in numbers:
         item = clips[window_index(number, len(clips), options.seed)]
@@ -162,7 +162,7 @@ class EMA:
 def _signature(options: TrainOptions) -> dict:
     keep = ("task", "prediction", "image_tokens", "bgn", "frames", "height", "width", "batch_size", "grad_accum", "seed", "t_m", "t_n", "zero_terminal_snr")
     signature = {name: getattr(options, name) for name in keep}
-    for name in ("latent_crop", "object_weight"):  # only when set: runs saved before the option still resume
+    for name in ("latent_crop", "object_weight", "t_max", "data_seed"):  # only when set: runs saved before the option still resume
         if getattr(options, name):
             signature[name] = getattr(options, name)
     return signature
@@ -257,7 +257,8 @@ def _prepare_data(options, loaded, spec, world, use_image, log) -> CachedClips:
     spec_cache = CacheSpec(
         height=options.height, width=options.width, frames=options.frames, max_frames=options.max_frames,
         frame_stride=options.frame_stride, window_stride=options.window_stride,
-        lowres=spec.uses_lowres, image_tokens=use_image, seed=options.seed, object_shares=bool(options.object_weight),
+        lowres=spec.uses_lowres, image_tokens=use_image,
+        seed=options.seed if options.data_seed is None else options.data_seed, object_shares=bool(options.object_weight),
         clean_share=options.clean_share if spec.uses_lowres else 0.0,
     )
     cache_dir = options.cache_dir or str(Path(options.data) / ".univg_cache")
@@ -290,6 +291,9 @@ def train(options: TrainOptions, log: Callable[[str], None] = lambda message: pr
     try:
         loaded = load_checkpoint(options.init, dtype=torch.float32, device="cpu")
         window = bgn_window(spec, options.t_m, options.t_n, loaded.config.schedule.timesteps) if options.bgn else None
+        if options.t_max is not None and options.t_max >= loaded.config.schedule.timesteps:
+            raise TrainingSetupError(f"--t-max must be below the schedule's {loaded.config.schedule.timesteps} "
+                                     f"timesteps, got {options.t_max}")
         config = target_config(loaded.config, spec, window, options.zero_terminal_snr, options.init)
         use_image = uses_image_branch(spec, loaded) and options.image_tokens
         if world.is_main and spec.uses_image and not uses_image_branch(spec, loaded):

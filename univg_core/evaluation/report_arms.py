@@ -1,0 +1,91 @@
+"""Markdown of the BGN arms study (cli.bgn_arms): every arm's mean scores, each paired question's
+difference with its 95% interval and verdict, and for F_SR the frontier against SDEdit."""
+
+from __future__ import annotations
+
+from . import bgn_arms, sr_arms
+
+IDENTITY = ("length", "arm", "sampler", "training_seed")
+COMPARISONS = {"animation": bgn_arms.COMPARISONS, "sr": sr_arms.COMPARISONS}
+# per model: (score, column heading) of the paired table
+SHOWN = {
+    "animation": (("trajectory_error_px", "trajectory error (px)"), ("motion", "motion right"),
+                  ("colour", "colour right"), ("all_three", "colour, shape and motion right")),
+    "sr": (("content_psnr", "content PSNR (dB)"), ("content_kept", "content kept"),
+           ("detail_coherence", "detail coherence"), ("texture_right", "pattern drawn")),
+}
+
+
+def means_table(means: list[dict]) -> str:
+    scores = [key for key in means[0] if key not in IDENTITY]
+    lines = ["| " + " | ".join(("length", "arm", "solver", "training seed", *scores)) + " |",
+             "|" + "---|" * (4 + len(scores))]
+    for row in means:
+        cells = [str(row[key]) for key in IDENTITY] + [f"{row[key]:.4g}" for key in scores]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(difference: dict) -> str:
+    half = (difference["high"] - difference["low"]) / 2
+    seeds = ", ".join(f"{value:+.3g}" for value in difference["by_group"].values())
+    mark = {"a better": " **a better**", "a worse": " **a worse**"}.get(difference["verdict"], "")
+    return f"{difference['mean']:+.3g} ± {half:.2g} ({seeds}){mark}"
+
+
+def comparisons_table(comparisons: list[dict], shown) -> str:
+    lines = ["| length | a - b | " + " | ".join(label for _, label in shown) + " |", "|---:|---|" + "---|" * len(shown)]
+    for entry in comparisons:
+        cells = " | ".join(_cell(entry["metrics"][key]) for key, _ in shown)
+        lines.append(f"| {entry['length']} | {entry['question']} | {cells} |")
+    return "\n".join(lines)
+
+
+def frontier_table(results: dict) -> str:
+    lines = ["| SDEdit | content PSNR (dB) | detail coherence | content kept | pattern drawn |",
+             "|---|---:|---:|---:|---:|"]
+    for name, point in results["sdedit_means"].items():
+        lines.append(f"| {name} | {point['content_psnr']:.2f} | "
+                     f"{point['detail_coherence']:.3f} | {point['content_kept']:.2f} | {point['texture_right']:.2f} |")
+    lines += ["", "| BGN arm / solver | per training seed: clips above / below SDEdit's frontier (sign test p; units) |",
+              "|---|---|"]
+    for name, seeds in results["frontier"].items():
+        cells = "; ".join(f"seed {seed}: {v['above']} / {v['below']} (p {v['p']:.3g}; {v['units_above']} / "
+                          f"{v['units_below']})" for seed, v in seeds.items())
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    size, model = results["size"], results["model"]
+    parts = [
+        f"BGN arms, {model}: {len(results['training_seeds'])} training seeds x lengths {results['lengths']}; "
+        f"{size['clips']} held-out clips x {len(size['sampling_seeds'])} sampling seeds, {size['steps']} steps, "
+        f"text weight {size['text_weight']}; training {results['training_minutes']} min.",
+        means_table(results["means"]),
+        "Paired differences a - b, mean ± 95% half-interval over clips x sampling seeds x training seeds "
+        "(in brackets: each training seed's mean); a verdict only where the interval excludes 0 and every "
+        "training seed agrees.",
+        comparisons_table(results["comparisons"], SHOWN[model]),
+    ]
+    if "frontier" in results:
+        parts.append(frontier_table(results))
+    return "\n\n".join(parts) + "\n"
+
+
+# the summary line: per model, the first two paired questions (Table 3 as the paper, then on the
+# same t range) at the last length, in the model's first score
+SUMMARY_KEYS = {"animation": ("animation_table3_traj_px", "animation_same_range_traj_px"),
+                "sr": ("sr_table3_content_psnr_db", "sr_same_range_content_psnr_db")}
+
+
+def summary_line(all_results: list[dict]) -> str:
+    parts = []
+    for results in all_results:
+        model, last = results["model"], results["lengths"][-1]
+        score = SHOWN[model][0][0]
+        questions = [question for question, _, _ in COMPARISONS[model][:2]]
+        for key, question in zip(SUMMARY_KEYS[model], questions):
+            found = [entry for entry in results["comparisons"] if entry["length"] == last and entry["question"] == question]
+            parts.append(f"{key}={found[0]['metrics'][score]['mean']:+.4f}" if found else f"{key}=nan")
+    return " ".join(parts)
