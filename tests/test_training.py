@@ -503,7 +503,7 @@ def test_loop_share_plays_interpolation_clips_there_and_back():
     spec = TASKS["interpolation"]
     concats = {}
     for share in (0.0, 1.0):
-        chosen = SimpleNamespace(seed=0, latent_crop=0, object_weight=0.0, offset_noise=0.0, loop_share=share)
+        chosen = SimpleNamespace(seed=0, latent_crop=0, object_weight=0.0, offset_noise=0.0, loop_share=share, t_max=None)
         batch = trainer_module.make_batch([0, 1], clips, spec, (567, 875), make_alphas_cumprod(), chosen, False, 0.0, 0.0)
         concats[share] = batch.x[:, 4:]
     assert torch.equal(concats[1.0][:, :, 0], concats[1.0][:, :, -1])
