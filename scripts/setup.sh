@@ -17,3 +17,9 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
     .venv/bin/pip install -q "torch==${TORCH_VERSION}"
 fi
 .venv/bin/pip install -q -c .cache/constraints.txt -r requirements.txt -r requirements-dev.txt
+# open_clip imports torchvision, whose registry wheels are CUDA-linked: without this glue (see the
+# file) every command that tokenises a caption (training, the studies) fails on import here
+SITE=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+cp scripts/host/univg_host_glue.py "$SITE/univg_host_glue.py"
+echo "import univg_host_glue" > "$SITE/univg_host_glue.pth"
+.venv/bin/python -c "import open_clip"

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from univg_core.evaluation import bgn_arms, sr_arms
+from univg_core.evaluation import bgn_arms, report_arms, sr_arms
 from univg_core.evaluation.paired import paired_difference, side_of_curve, sign_test, t_quantile_975, verdict
 from univg_core.training.model_setup import TrainingSetupError
 from univg_core.training.objective import TASKS, timestep_range
@@ -133,6 +133,8 @@ def test_quick_arms_train_resume_score_and_compare_in_pairs(tmp_path, capsys):
     assert set(values) == {"animation_table3_traj_px", "animation_same_range_traj_px", "sr_table3_content_psnr_db",
                            "sr_same_range_content_psnr_db"}
     assert all(math.isfinite(float(value)) for value in values.values())
+    # cli.evaluate's summary line reads the same values back from the study's folder
+    assert report_arms.format_values(report_arms.folder_summary(tmp_path)) == last
     arms = tmp_path / "arms"
     for arm in bgn_arms.animation_arms() + sr_arms.sr_arms():
         for seed in (0, 1):
@@ -170,3 +172,19 @@ def test_kept_scores_of_another_study_size_are_refused_and_of_the_same_size_reus
     assert Scores(path, size).get("row", lambda: made.append(1) or {"x": 2}) == {"x": 1} and made == [1]
     with pytest.raises(SystemExit, match="another study size"):
         Scores(path, {"clips": 3, "sampling_seeds": (0, 1)})
+
+
+def test_the_summary_read_from_a_folder_gives_nan_for_a_half_not_run_and_refuses_another_models_file(tmp_path):
+    question = sr_arms.COMPARISONS[1][0]
+    results = {"model": "sr", "lengths": [200, 400], "comparisons": [
+        {"length": 200, "question": question, "metrics": {"content_psnr": {"mean": 9.0}}},
+        {"length": 400, "question": question, "metrics": {"content_psnr": {"mean": -0.25}}}]}
+    (tmp_path / "results_sr.json").write_text(json.dumps(results))
+    values = report_arms.folder_summary(tmp_path)
+    assert values["sr_same_range_content_psnr_db"] == -0.25  # the last length's
+    assert math.isnan(values["sr_table3_content_psnr_db"])  # that question is not in the file
+    assert math.isnan(values["animation_table3_traj_px"]) and math.isnan(values["animation_same_range_traj_px"])
+    assert "sr_same_range_content_psnr_db=-0.2500" in report_arms.format_values(values)
+    (tmp_path / "results_animation.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="expected 'animation'"):
+        report_arms.folder_summary(tmp_path)

@@ -14,11 +14,14 @@ from univg_core.cli.evaluate import main
 
 LAST_LINE = re.compile(r"^bgn_sr_psnr_gain_db=(\S+) bgn_animation_traj_gain_px=(\S+) "
                        r"text_following_at_wI0=(\S+) image_following_at_wT0=(\S+) surface_background_text_slope=(\S+) "
-                       r"surface_background_image_slope=(\S+) surface_together_gain=(\S+)$")
+                       r"surface_background_image_slope=(\S+) surface_together_gain=(\S+) "
+                       r"animation_table3_traj_px=nan animation_same_range_traj_px=nan "
+                       r"sr_table3_content_psnr_db=nan sr_same_range_content_psnr_db=nan$")
 
 
 def test_quick_evaluation_runs_every_study_and_ends_with_the_summary_line(tmp_path, capsys):
-    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    # no BGN arms study in --arms: its keys end the line as nan (test_bgn_arms reads a real one)
+    assert main(["--quick", "--out", str(tmp_path), "--arms", str(tmp_path / "no_arms")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     match = LAST_LINE.match(out[-1])
     assert match, out[-1]
@@ -36,6 +39,14 @@ def test_quick_evaluation_runs_every_study_and_ends_with_the_summary_line(tmp_pa
     # the SR rows: BGN and no BGN from t = 700, no BGN from t = 900, and bicubic
     assert list(document["results"]["sr_bgn"]["rows"]) == ["BGN, t = 700", "no BGN, t = 700", "no BGN, t = 900",
                                                            "bicubic"]
+
+
+def test_a_results_file_of_the_arms_study_that_is_not_its_json_is_refused_before_any_study(tmp_path, capsys):
+    (tmp_path / "results_sr.json").write_text('{"model": "sr", "lengths": [')
+    assert main(["--quick", "--arms", str(tmp_path), "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "results_sr.json" in message and "univg_core.cli.bgn_arms" in message
+    assert not (tmp_path / "results.json").exists()
 
 
 def test_a_missing_model_file_is_named(tmp_path, capsys):

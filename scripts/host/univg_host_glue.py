@@ -1,4 +1,4 @@
-"""Test-host glue, installed into the host's virtual environment by scripts/build_host.sh
+"""Glue for this machine's CPU torch, installed into the project's .venv by scripts/setup.sh
 (never part of the node pack).
 
 The registry's torchvision wheels are CUDA-linked and their `_C` extension does not load

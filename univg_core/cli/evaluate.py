@@ -8,7 +8,10 @@ held-out clips of the Mini's world, seeded, on the CPU.
 
 Writes results.json and results.md to --out; the last line printed is machine-readable:
 bgn_sr_psnr_gain_db=... bgn_animation_traj_gain_px=... text_following_at_wI0=... image_following_at_wT0=...
-surface_background_text_slope=... surface_background_image_slope=... surface_together_gain=..."""
+surface_background_text_slope=... surface_background_image_slope=... surface_together_gain=...
+followed by the BGN arms study's keys (animation_table3_traj_px=... animation_same_range_traj_px=...
+sr_table3_content_psnr_db=... sr_same_range_content_psnr_db=...), read from the results that
+python -m univg_core.cli.bgn_arms wrote to --arms (nan for a half not run there)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..evaluation import report
+from ..evaluation import report, report_arms
 from ..evaluation.studies import REQUIRES, STUDIES, MiniFiles, Settings, run_study, study_size
 from ..mini import models, towers
 from ..mini.render import MiniRenderer
@@ -64,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--towers", type=Path, default=ROOT / ".cache" / "mini" / "towers",
                         help="the fixed random text and vision towers (rebuilt here from their seed when missing)")
     parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "evaluation", help="results.json and results.md")
+    parser.add_argument("--arms", type=Path, default=ROOT / ".cache" / "bgn_arms",
+                        help="the folder where python -m univg_core.cli.bgn_arms wrote its results (its keys end the summary line)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.studies.split(",") if name.strip()]
     unknown = sorted(set(names) - set(STUDIES))
@@ -74,6 +79,11 @@ def main(argv=None) -> int:
         settings = dataclasses.replace(settings, clips=args.clips)
     if args.seeds is not None:
         settings = dataclasses.replace(settings, seeds=tuple(range(args.seeds)))
+    try:
+        arms = report_arms.folder_summary(args.arms)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     files = MiniFiles.in_folder(args.weights)
     try:
@@ -103,13 +113,13 @@ def main(argv=None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"settings": dataclasses.asdict(settings), "seconds": timings, "results": results,
-                "summary": report.summary(results)}
+                "summary": report.summary(results), "bgn_arms_summary": arms}
     (args.out / "results.json").write_text(json.dumps(document, indent=2))
     (args.out / "results.md").write_text(report.markdown(results))
     print(report.markdown(results))
     print(f"{sum(timings.values()):.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}); "
           f"written to {args.out}", file=sys.stderr)
-    print(report.summary_line(results))
+    print(f"{report.summary_line(results)} {report_arms.format_values(arms)}")
     return 0
 
 

@@ -1,7 +1,12 @@
 """Markdown of the BGN arms study (cli.bgn_arms): every arm's mean scores, each paired question's
-difference with its 95% interval and verdict, and for F_SR the frontier against SDEdit."""
+difference with its 95% interval and verdict, and for F_SR the frontier against SDEdit; the
+summary line's values, also read back from the study's folder for cli.evaluate's summary line."""
 
 from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
 
 from . import bgn_arms, sr_arms
 
@@ -63,8 +68,8 @@ def markdown(results: dict) -> str:
         f"{size['clips']} held-out clips x {len(size['sampling_seeds'])} sampling seeds, {size['steps']} steps, "
         f"text weight {size['text_weight']}; training {results['training_minutes']} min.",
         means_table(results["means"]),
-        "Paired differences a - b, mean ± 95% half-interval over clips x sampling seeds x training seeds "
-        "(in brackets: each training seed's mean); a verdict only where the interval excludes 0 and every "
+        "Paired differences a - b over units (clip x sampling seed x training seed): mean ± 95% half-interval, "
+        "Student's t over the clips' mean differences (in brackets: each training seed's mean); a verdict only where the interval excludes 0 and every "
         "training seed agrees.",
         comparisons_table(results["comparisons"], SHOWN[model]),
     ]
@@ -79,13 +84,39 @@ SUMMARY_KEYS = {"animation": ("animation_table3_traj_px", "animation_same_range_
                 "sr": ("sr_table3_content_psnr_db", "sr_same_range_content_psnr_db")}
 
 
-def summary_line(all_results: list[dict]) -> str:
-    parts = []
+def summary_values(all_results: list[dict]) -> dict[str, float]:
+    """Per model given, the first score's paired difference of its first two questions at the last length."""
+    values = {}
     for results in all_results:
         model, last = results["model"], results["lengths"][-1]
         score = SHOWN[model][0][0]
         questions = [question for question, _, _ in COMPARISONS[model][:2]]
         for key, question in zip(SUMMARY_KEYS[model], questions):
             found = [entry for entry in results["comparisons"] if entry["length"] == last and entry["question"] == question]
-            parts.append(f"{key}={found[0]['metrics'][score]['mean']:+.4f}" if found else f"{key}=nan")
-    return " ".join(parts)
+            values[key] = found[0]["metrics"][score]["mean"] if found else math.nan
+    return values
+
+
+def format_values(values: dict[str, float]) -> str:
+    return " ".join(f"{key}={'nan' if math.isnan(value) else f'{value:+.4f}'}" for key, value in values.items())
+
+
+def summary_line(all_results: list[dict]) -> str:
+    return format_values(summary_values(all_results))
+
+
+def folder_summary(folder: Path) -> dict[str, float]:
+    """Every model's summary keys from the results_<model>.json that cli.bgn_arms wrote to `folder`;
+    nan for a model whose study has not been run there."""
+    values = {key: math.nan for keys in SUMMARY_KEYS.values() for key in keys}
+    for model in SUMMARY_KEYS:
+        path = Path(folder) / f"results_{model}.json"
+        if path.is_file():
+            try:
+                results = json.loads(path.read_text())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} is not the JSON that python -m univg_core.cli.bgn_arms writes: {error}") from error
+            if results.get("model") != model:
+                raise ValueError(f"{path} holds the results of {results.get('model')!r}, expected {model!r}")
+            values.update(summary_values([results]))
+    return values
