@@ -114,9 +114,12 @@ def folder_summary(folder: Path) -> dict[str, float]:
         if path.is_file():
             try:
                 results = json.loads(path.read_text())
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not the JSON that python -m univg_core.cli.bgn_arms writes: {error}") from error
-            if results.get("model") != model:
-                raise ValueError(f"{path} holds the results of {results.get('model')!r}, expected {model!r}")
-            values.update(summary_values([results]))
+                found = results.get("model")
+                if found == model:
+                    values.update(summary_values([results]))
+            except (json.JSONDecodeError, AttributeError, KeyError, IndexError, TypeError) as error:
+                raise ValueError(f"{path} is not the JSON that python -m univg_core.cli.bgn_arms writes: "
+                                 f"{type(error).__name__}: {error}") from error
+            if found != model:
+                raise ValueError(f"{path} holds the results of {found!r}, expected {model!r}")
     return values
