@@ -115,6 +115,39 @@ def test_the_sr_frontier_counts_clips_by_their_units_majority_per_training_seed(
     assert arms["sr_plain_window"].t_max == 700 and arms["sr_plain_full"].start == 700
 
 
+def _feature_row(features: np.ndarray, sampling_seeds=(0, 1)) -> dict:
+    clips = len(features) // len(sampling_seeds)
+    return {"units": [f"{clip}/{seed}" for clip in range(clips) for seed in sampling_seeds],
+            sr_arms.FEATURES: features.tolist()}
+
+
+def test_the_bootstrap_of_a_frechet_difference_finds_a_known_effect_and_none_where_there_is_none():
+    rng = np.random.default_rng(3)
+    truths = rng.normal(size=(12, 6))
+    near = [_feature_row(np.repeat(truths, 2, axis=0) + rng.normal(0, 0.3, size=(24, 6))) for _ in range(2)]
+    far = [_feature_row(np.repeat(truths, 2, axis=0) + 1.0 + rng.normal(0, 0.3, size=(24, 6))) for _ in range(2)]
+    better = sr_arms.bootstrap_difference(near, far, truths, resamples=300)
+    assert better["high"] < 0 and all(value < 0 for value in better["by_group"])
+    assert better["low"] <= better["mean"] <= better["high"]
+    assert sr_arms.frechet_verdict(better) == "a better"
+    assert sr_arms.frechet_verdict(sr_arms.bootstrap_difference(far, near, truths, resamples=300)) == "a worse"
+    twin = [_feature_row(np.repeat(truths, 2, axis=0) + rng.normal(0, 0.3, size=(24, 6))) for _ in range(2)]
+    none = sr_arms.bootstrap_difference(near, twin, truths, resamples=300)
+    assert none["low"] < 0 < none["high"] and sr_arms.frechet_verdict(none) == "no measurable difference"
+    # pooled over both training seeds, the same as the distance of all 48 videos
+    assert sr_arms.set_distance(near, truths) == pytest.approx(
+        sr_arms.frechet_distance(np.concatenate([np.asarray(r[sr_arms.FEATURES]) for r in near]), truths))
+    with pytest.raises(ValueError, match="different clips"):
+        sr_arms.bootstrap_difference(near, [{**far[0], "units": far[0]["units"][::-1]}, far[1]], truths, resamples=2)
+
+
+def test_the_set_frontier_names_the_sdedit_rows_that_beat_an_arm_on_content_and_distance():
+    sdedit = {0: {"t = 100": (27.0, 0.10), "t = 500": (19.0, 0.04), "t = 900": (15.0, 0.20)}}
+    assert sr_arms.set_frontier({0: (18.0, 0.05)}, sdedit) == {"0": ["t = 500"]}  # t = 100 keeps more, but its distance is higher
+    assert sr_arms.set_frontier({0: (18.0, 0.03)}, sdedit) == {"0": []}
+    assert sr_arms.set_frontier({0: (14.0, 0.30)}, sdedit) == {"0": ["t = 100", "t = 500", "t = 900"]}
+
+
 def test_arms_scored_on_other_clips_are_not_compared():
     row = {"units": ["0/0"], "scores": [{"trajectory_error_px": 1.0, "colour": 1.0, "shape": 1.0, "motion": 1.0,
                                          "all_three": 1.0}]}
@@ -154,6 +187,13 @@ def test_quick_arms_train_resume_score_and_compare_in_pairs(tmp_path, capsys):
         assert "Paired differences" in (tmp_path / f"results_{model}.md").read_text()
     sr = json.loads((tmp_path / "results_sr.json").read_text())
     assert len(sr["sdedit_means"]) == len(sr_arms.SDEDIT_STRENGTHS) + len(sr_arms.WINDOW_SDEDIT_STRENGTHS)
+    # the high-pass Fréchet distance of every arm and solver at the last length, and of SDEdit's rows
+    frechet = sr["highpass_frechet"]
+    assert len(frechet["arms"]) == 6 and all(set(v) == {"0", "1", "pooled"} for v in frechet["arms"].values())
+    assert all(len(rows) == len(sr["sdedit_means"]) for rows in frechet["sdedit"].values())
+    assert len(frechet["comparisons"]) == len(sr_arms.COMPARISONS) and sr["rendered_again_otherwise"] == []
+    assert frechet["references"]["bicubic"] > frechet["references"]["other truths"] > 0
+    assert "Fréchet distance at 128 px on high-passed frames" in (tmp_path / "results_sr.md").read_text()
     for seeds in sr["frontier"].values():
         assert set(seeds) == {"0", "1"} and all(v["above"] + v["below"] + v["on"] == 2 for v in seeds.values())
     # a second run keeps every trained file and score
@@ -172,6 +212,15 @@ def test_kept_scores_of_another_study_size_are_refused_and_of_the_same_size_reus
     assert Scores(path, size).get("row", lambda: made.append(1) or {"x": 2}) == {"x": 1} and made == [1]
     with pytest.raises(SystemExit, match="another study size"):
         Scores(path, {"clips": 3, "sampling_seeds": (0, 1)})
+    # a kept row without a key now needed is made again, and scores that differ from the kept are named
+    kept = Scores(path, size)
+    assert kept.get("row", lambda: {"x": 1, "features": [0]}, needs="features") == {"x": 1, "features": [0]}
+    assert kept.mismatched == []  # the kept row had no "scores" to differ from
+    Scores(path, size).get("scored", lambda: {"scores": [1.0]})
+    again = Scores(path, size)
+    assert again.get("scored", lambda: {"scores": [1.5], "features": [0]}, needs="features")["scores"] == [1.5]
+    assert again.mismatched == ["scored"]
+    assert again.get("row", lambda: made.append(1) or {}, needs="features") == {"x": 1, "features": [0]} and made == [1]
 
 
 def test_the_summary_read_from_a_folder_gives_nan_for_a_half_not_run_and_refuses_another_models_file(tmp_path):

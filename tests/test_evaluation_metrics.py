@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from univg_core.evaluation import report
-from univg_core.evaluation.frechet import frechet_distance, video_features, video_frechet_distance
+from univg_core.evaluation.frechet import _net_features, frechet_distance, highpass_features, video_features, video_frechet_distance
 from univg_core.evaluation.metrics import first_frame_error, mean_interval, psnr, ssim, trajectory_error
 from univg_core.evaluation.studies import conflicting_pairs, held_out_specs
 from univg_core.mini.detector import detect
+from univg_core.mini.texture import block_detail
 from univg_core.mini.world import render
 
 
@@ -115,3 +116,24 @@ def test_summary_line_reads_the_studies():
                     "text_following_at_wI0=0.7500 image_following_at_wT0=0.7500 surface_background_text_slope=-0.2500 "
                     "surface_background_image_slope=0.5000 surface_together_gain=0.1250")
     assert "nan" in report.summary_line({})
+
+
+def test_highpass_features_read_what_a_2x_area_downsample_removes_at_128_px():
+    import torch
+
+    specs = held_out_specs(12)
+    textured = [render(spec, 128, textured=True) for spec in specs]
+    # the network reads the block detail at the frames' own size (2x the detail, as frames map to [-1, 1])
+    detail = torch.from_numpy(block_detail(textured[0].astype(np.float32) / 255) * 2)
+    expected = _net_features(detail.permute(3, 0, 1, 2).unsqueeze(0))
+    np.testing.assert_allclose(highpass_features(textured[0]), expected, rtol=1e-4, atol=1e-6)
+    # a flat-coloured video has no detail inside its object: only the outline's; the pattern is seen
+    truth = np.stack([highpass_features(video) for video in textured[:6]])
+    others = np.stack([highpass_features(video) for video in textured[6:]])
+    flat = np.stack([highpass_features(render(spec, 128)) for spec in specs[6:]])
+    assert frechet_distance(flat, truth) > 3 * frechet_distance(others, truth) > 0
+    # a blocky 2x upsample holds no detail at all: every feature equals a zero input's
+    blocky = render(specs[0], 64).repeat(2, axis=1).repeat(2, axis=2)
+    np.testing.assert_allclose(highpass_features(blocky), highpass_features(np.zeros_like(blocky)), atol=1e-6)
+    with pytest.raises(ValueError, match="even sides"):
+        highpass_features(np.zeros((2, 5, 6, 3), np.uint8))

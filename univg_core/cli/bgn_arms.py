@@ -135,11 +135,18 @@ class Scores:
             raise SystemExit(f"error: {path} holds scores of another study size ({document.get('size')}); "
                              "delete it or give another --work")
         self.done = document["scores"]
+        self.mismatched: list[str] = []  # rows made again whose per-video scores differ from the kept
 
-    def get(self, name: str, make) -> dict:
-        if name not in self.done:
+    def get(self, name: str, make, needs: str | None = None) -> dict:
+        """The kept row `name`, or make() it; a kept row without the key `needs` is made again, and
+        its per-video scores are checked to equal the kept ones (the renders are seeded)."""
+        kept = self.done.get(name)
+        if kept is None or (needs is not None and needs not in kept):
             start = time.monotonic()
-            self.done[name] = make()
+            self.done[name] = made = make()
+            if kept is not None and kept.get("scores") != made.get("scores"):
+                self.mismatched.append(name)
+                _log(f"warning: {name} rendered again scores otherwise than the kept row")
             self.path.write_text(json.dumps({"size": self.size, "scores": self.done}))
             _log(f"scored {name}: {time.monotonic() - start:.0f} s")
         return self.done[name]
@@ -169,12 +176,13 @@ def score_sr(args, renderer, size: sr_arms.SRStudySize) -> dict:
                     path = arm_file(args.work, arm, seed, length)
                     rows[(arm.name, sampler, seed, length)] = scores.get(
                         f"{arm.name}|{sampler}|{seed}|{length}",
-                        lambda: sr_arms.score(renderer, path, arm.start / 1000, sampler, size))
+                        lambda: sr_arms.score(renderer, path, arm.start / 1000, sampler, size),
+                        needs=sr_arms.FEATURES if length == last else None)
     # SDEdit with each no-BGN arm from each start, at the last length (from 700: the arms' own rows)
     arms = {arm.name: arm for arm in sr_arms.sr_arms()}
-    curves, sdedit = {}, {}
+    curves, sdedit, sdedit_rows = {}, {}, {}
     for seed in args.training_seeds:
-        curves[seed] = []
+        curves[seed], sdedit_rows[seed] = [], {}
         for name, strengths in (("sr_plain_full", sr_arms.SDEDIT_STRENGTHS), ("sr_plain_window", sr_arms.WINDOW_SDEDIT_STRENGTHS)):
             for strength in strengths:
                 if round(strength * 1000) == arms[name].start:
@@ -182,18 +190,52 @@ def score_sr(args, renderer, size: sr_arms.SRStudySize) -> dict:
                 else:
                     path = arm_file(args.work, arms[name], seed, last)
                     result = scores.get(f"sdedit|{name}|{strength}|{seed}|{last}",
-                                        lambda: sr_arms.score(renderer, path, strength, "plain", size))
+                                        lambda: sr_arms.score(renderer, path, strength, "plain", size),
+                                        needs=sr_arms.FEATURES)
                 curves[seed].append(result["scores"])
-                sdedit.setdefault(f"{name} from t = {round(strength * 1000)}", []).extend(result["scores"])
+                label = f"{name} from t = {round(strength * 1000)}"
+                sdedit.setdefault(label, []).extend(result["scores"])
+                sdedit_rows[seed][label] = result
     units = rows[("sr_bgn_paper", "plain", args.training_seeds[0], last)]["units"]
+    bgn_rows = (("sr_bgn_paper", "plain"), ("sr_bgn_paper", "consistent"), ("sr_bgn_snr", "plain"), ("sr_bgn_snr", "consistent"))
     frontier = {f"{arm}/{sampler}": sr_arms.frontier({seed: rows[(arm, sampler, seed, last)]["scores"]
                                                       for seed in args.training_seeds}, curves, units, args.training_seeds)
-                for arm, sampler in (("sr_bgn_paper", "plain"), ("sr_bgn_paper", "consistent"),
-                                     ("sr_bgn_snr", "plain"), ("sr_bgn_snr", "consistent"))}
+                for arm, sampler in bgn_rows}
     return {"means": bgn_arms.arm_means(rows, sr_arms.METRICS), "frontier": frontier,
             "sdedit_means": {name: sr_arms.mean_point(values) for name, values in sdedit.items()},
             "comparisons": [entry for length in args.sr_lengths
-                            for entry in sr_arms.compare(rows, args.training_seeds, length)]}
+                            for entry in sr_arms.compare(rows, args.training_seeds, length)],
+            "highpass_frechet": highpass_frechet(args, rows, sdedit_rows, bgn_rows, size, last),
+            "rendered_again_otherwise": scores.mismatched}
+
+
+def highpass_frechet(args, rows: dict, sdedit_rows: dict, bgn_rows, size: sr_arms.SRStudySize, last: int) -> dict:
+    """The high-pass Fréchet distance at the last length: per arm, solver and training seed (and
+    pooled), per SDEdit row, the fixed references, COMPARISONS with bootstrap intervals, and which
+    SDEdit rows beat each BGN arm on both content and distance."""
+    truths, seeds = sr_arms.truth_features(size), args.training_seeds
+
+    def content(row: dict) -> float:
+        return float(sum(unit[sr_arms.CONTENT] for unit in row["scores"]) / len(row["scores"]))
+
+    arms = {}
+    for (arm, sampler, seed, length), row in rows.items():
+        if length == last:
+            entry = arms.setdefault(f"{arm}/{sampler}", {})
+            entry[str(seed)] = sr_arms.set_distance([row], truths)
+    for name, entry in arms.items():
+        arm, sampler = name.split("/")
+        entry["pooled"] = sr_arms.set_distance([rows[(arm, sampler, seed, last)] for seed in seeds], truths)
+    sdedit = {seed: {label: (content(row), sr_arms.set_distance([row], truths)) for label, row in by_label.items()}
+              for seed, by_label in sdedit_rows.items()}
+    beaten_by = {f"{arm}/{sampler}": sr_arms.set_frontier(
+        {seed: (content(rows[(arm, sampler, seed, last)]), arms[f"{arm}/{sampler}"][str(seed)]) for seed in seeds}, sdedit)
+        for arm, sampler in bgn_rows}
+    resamples = 100 if args.quick else sr_arms.BOOTSTRAP_RESAMPLES
+    return {"arms": arms, "references": sr_arms.reference_distances(size, truths),
+            "sdedit": {str(seed): {label: value[1] for label, value in by_label.items()} for seed, by_label in sdedit.items()},
+            "comparisons": sr_arms.frechet_comparisons(rows, truths, seeds, last, resamples),
+            "beaten_by_sdedit": beaten_by}
 
 
 def main(argv=None) -> int:

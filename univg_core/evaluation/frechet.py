@@ -7,7 +7,8 @@ colour, shape, position and motion to distinct, stable features (random features
 known, if weaker, stand-in for learnt ones), needs nothing from outside, and draws its
 weights from numpy's PCG64, whose stream is guaranteed across versions, so the number is
 the same on any machine. Videos are resized to 64x64 first, so 64x64 and 128x128 sets are
-measured by the same network. The distance of small sets is biased upwards: compare
+measured by the same network; `highpass_features` reads instead the detail above 64 px of 128x128
+frames, at 128 px. The distance of small sets is biased upwards: compare
 numbers measured on the same number of videos, not against the paper's FVD."""
 
 from __future__ import annotations
@@ -36,17 +37,43 @@ _LAYERS = _weights()
 
 
 @torch.no_grad()
-def video_features(video) -> np.ndarray:
-    """uint8 frames [T, H, W, 3] -> a feature vector: per channel, the mean and the standard
-    deviation of the last layer's activations (2 x 64 numbers)."""
-    frames = torch.from_numpy(np.ascontiguousarray(np.asarray(video))).float().div(255).permute(0, 3, 1, 2)
-    if frames.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-        frames = F.interpolate(frames, size=(INPUT_SIZE, INPUT_SIZE), mode="area")
-    x = (frames * 2 - 1).permute(1, 0, 2, 3).unsqueeze(0)  # [1, 3, T, 64, 64]
+def _net_features(x: torch.Tensor) -> np.ndarray:
+    """[1, 3, T, H, W] -> per channel of the last layer, its activations' mean and standard deviation."""
     for weight, bias in _LAYERS:
         x = F.relu(F.conv3d(x, weight, bias, stride=(1, 2, 2), padding=1))
     x = x[0].flatten(1)
     return torch.cat([x.mean(dim=1), x.std(dim=1)]).double().numpy()
+
+
+def _frames(video) -> torch.Tensor:
+    """uint8 [T, H, W, 3] (or floats in [0, 1]) -> float [T, 3, H, W] in [0, 1]."""
+    array = np.ascontiguousarray(np.asarray(video))
+    frames = torch.from_numpy(array).float()
+    if array.dtype == np.uint8:
+        frames = frames.div(255)
+    return frames.permute(0, 3, 1, 2)
+
+
+def video_features(video) -> np.ndarray:
+    """uint8 frames [T, H, W, 3] -> a feature vector: per channel, the mean and the standard
+    deviation of the last layer's activations (2 x 64 numbers)."""
+    frames = _frames(video)
+    if frames.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+        frames = F.interpolate(frames, size=(INPUT_SIZE, INPUT_SIZE), mode="area")
+    return _net_features((frames * 2 - 1).permute(1, 0, 2, 3).unsqueeze(0))
+
+
+def highpass_features(video) -> np.ndarray:
+    """Features of what a 2x area downsample removes from the frames (each pixel minus its aligned
+    2x2 block's mean), at the frames' own size: the detail a 2x super-resolution adds. Scaled by 2,
+    as the frames' [0, 1] are mapped to [-1, 1] for video_features."""
+    frames = _frames(video)
+    count, channels, height, width = frames.shape
+    if height % 2 or width % 2:
+        raise ValueError(f"frames need even sides, got {height}x{width}")
+    blocks = F.avg_pool2d(frames, 2)
+    detail = frames - blocks.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    return _net_features((detail * 2).permute(1, 0, 2, 3).unsqueeze(0))
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:

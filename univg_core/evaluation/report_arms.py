@@ -61,6 +61,30 @@ def frontier_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def frechet_table(results: dict) -> str:
+    """The high-pass Fréchet distance (lower is better): per arm and training seed, the references,
+    SDEdit's rows, the paired questions with their bootstrap intervals."""
+    found = results["highpass_frechet"]
+    seeds = [str(seed) for seed in results["training_seeds"]]
+    lines = ["Fréchet distance at 128 px on high-passed frames, against the test clips' truth (lower is better); "
+             + "; ".join(f"{name}: {value:.4g}" for name, value in found["references"].items()) + ".", "",
+             "| arm / solver | " + " | ".join(f"seed {seed}" for seed in seeds) + " | pooled | beaten on content and distance by SDEdit |",
+             "|---|" + "---:|" * (len(seeds) + 1) + "---|"]
+    for name, values in found["arms"].items():
+        beaten = found["beaten_by_sdedit"].get(name)
+        cell = "-" if beaten is None else "; ".join(f"seed {seed}: {', '.join(rows) or 'none'}" for seed, rows in beaten.items())
+        lines.append(f"| {name} | " + " | ".join(f"{values[seed]:.4g}" for seed in seeds) + f" | {values['pooled']:.4g} | {cell} |")
+    for seed, rows in found["sdedit"].items():
+        lines.append(f"| SDEdit, seed {seed} | " + "; ".join(f"{label}: {value:.4g}" for label, value in rows.items()) + " |")
+    lines += ["", "| a - b | distance difference, 95% bootstrap interval over clips (each training seed's) | verdict |",
+              "|---|---|---|"]
+    for entry in found["comparisons"]:
+        seeds_text = ", ".join(f"{value:+.3g}" for value in entry["by_group"])
+        lines.append(f"| {entry['question']} | {entry['mean']:+.3g} [{entry['low']:+.3g}, {entry['high']:+.3g}] "
+                     f"({seeds_text}) | {entry['verdict']} |")
+    return "\n".join(lines)
+
+
 def markdown(results: dict) -> str:
     size, model = results["size"], results["model"]
     parts = [
@@ -75,6 +99,8 @@ def markdown(results: dict) -> str:
     ]
     if "frontier" in results:
         parts.append(frontier_table(results))
+    if "highpass_frechet" in results:
+        parts.append(frechet_table(results))
     return "\n\n".join(parts) + "\n"
 
 
