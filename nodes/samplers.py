@@ -135,6 +135,12 @@ BGN_SAMPLING = (list(pipelines.BGN_SAMPLING), {
                "process the model was trained on (for UniVG F_A, F_SR and F_I; DDIM or DPM-Solver++; not for "
                "DynamiCrafter files, which were not trained with it)",
 })
+UPSCALER_BGN_SAMPLING = (["auto", *pipelines.BGN_SAMPLING], {
+    "default": "auto",
+    "tooltip": "auto: consistent for a model trained with Biased Gaussian Noise (a UniVG F_SR file), plain for "
+               "others; plain: the sampler as published; consistent: every step lands on the BGN forward process "
+               "the model was trained on",
+})
 LAST_FRAME = ("IMAGE", {"tooltip": "optional: the video's last frame, the same size as the first (interpolation "
                                     "between the two, for an interpolation model: UniVG Mini's "
                                     "univg_mini_interpolation, DynamiCrafter's dynamicrafter_512_interp_v1 at 16 frames, "
@@ -262,7 +268,7 @@ class UniVGUpscaler:
             "optional": {
                 "latent": ("LATENT", {"tooltip": "low-resolution frames, e.g. from a UniVG sampler"}),
                 "images": ("IMAGE", {"tooltip": "or low-resolution frames as images"}),
-                "bgn_sampling": BGN_SAMPLING,
+                "bgn_sampling": UPSCALER_BGN_SAMPLING,
             },
         }
 
@@ -274,7 +280,7 @@ class UniVGUpscaler:
     SEARCH_ALIASES = ["video upscale", "super resolution", "upscaler", "BGN", "F_SR"]
 
     def upscale(self, model, vae, positive, negative, seed, width, height, strength, steps, text_weight, fps,
-                tile_frames, tile_size, latent=None, images=None, bgn_sampling="plain"):
+                tile_frames, tile_size, latent=None, images=None, bgn_sampling="auto"):
         require_finite(strength=strength, text_weight=text_weight)
         if vae is None:
             raise ValueError("no VAE connected: the checkpoint has none; add a Load VAE node")
@@ -297,6 +303,7 @@ class UniVGUpscaler:
         if strength < 0:
             t_n = start_timestep(inner.config, "super_resolution")
             strength = t_n / inner.config.schedule.timesteps
+        bgn_sampling = pipelines.super_resolution_sampling(bgn_sampling, inner.config.bgn_t_n is not None)
         denoise = guided_denoiser(inner, positive, negative, text_weight, 0.0, fps, device, use_image=False,
                                   branches_per_call=per_call)
         alphas_cumprod, _ = inner.schedule_tensors()

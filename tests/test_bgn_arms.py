@@ -237,3 +237,17 @@ def test_the_summary_read_from_a_folder_gives_nan_for_a_half_not_run_and_refuses
     (tmp_path / "results_animation.json").write_text(json.dumps(results))
     with pytest.raises(ValueError, match="expected 'animation'"):
         report_arms.folder_summary(tmp_path)
+
+
+def test_the_solver_check_of_the_shipped_sr_pairs_both_solvers_on_the_same_clips(capsys):
+    from univg_core.cli.sr_solver import SCORES, main
+
+    assert main(["--clips", "2", "--sampling-seeds", "0", "--steps", "2"]) == 0
+    found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(found) == set(SCORES)
+    for key, entry in found.items():
+        assert entry["low"] <= entry["mean"] <= entry["high"] and entry["verdict"] in (
+            "a better", "a worse", "no measurable difference")
+    assert 5 < found["content_psnr"]["plain"] < 60 and 0 <= found["texture_right"]["plain"] <= 1
+    with pytest.raises(SystemExit):
+        main(["--clips", "1"])

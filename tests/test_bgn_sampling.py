@@ -108,3 +108,14 @@ def test_the_pipeline_refuses_what_consistent_sampling_cannot_follow(changes, me
     given = keyframes.keyframes_for("first", torch.zeros(1, 4, 6, 6), 3)
     with pytest.raises(ValueError, match=message):
         pipelines.animate_keyframes(lambda x, t: x[:, :4], given, "repeat", schedules()["v"], "v", steps=3, **changes)
+
+
+def test_the_upscalers_auto_choice_follows_whether_the_model_was_trained_with_bgn():
+    from univg_core.diffusion.pipelines import super_resolution_sampling
+
+    assert super_resolution_sampling("auto", trained_with_bgn=True) == "consistent"
+    assert super_resolution_sampling("auto", trained_with_bgn=False) == "plain"
+    assert super_resolution_sampling("plain", trained_with_bgn=True) == "plain"
+    assert super_resolution_sampling("consistent", trained_with_bgn=False) == "consistent"
+    with pytest.raises(ValueError, match="auto or one of"):
+        super_resolution_sampling("biased", trained_with_bgn=True)

@@ -174,3 +174,27 @@ def test_bgn_consistent_sampling_through_the_upscaler(host, checkpoints):
                                          images=images, bgn_sampling=mode)[0]["samples"] for mode in ("plain", "consistent")}
     assert videos["consistent"].shape == videos["plain"].shape == (2, 4, 16, 16)
     assert torch.isfinite(videos["consistent"]).all() and not torch.allclose(videos["plain"], videos["consistent"])
+
+
+def upscale_every_way(host, model, clip, vae, size: int = 64) -> dict:
+    """The UniVG Upscaler's latents with bgn_sampling auto, plain and consistent, on the same input and seed."""
+    mapping = host.nodes.NODE_CLASS_MAPPINGS
+    (positive,) = mapping["CLIPTextEncode"]().encode(clip, "a red circle")
+    (negative,) = mapping["CLIPTextEncode"]().encode(clip, "")
+    images = torch.rand(2, size, size, 3, generator=torch.Generator().manual_seed(3))
+    upscaler = mapping["UniVGUpscaler"]()
+    with torch.inference_mode():
+        return {mode: upscaler.upscale(model, vae, positive, negative, 0, 2 * size, 2 * size, 0.7, 2, 3.0, 0, 2, 64,
+                                       images=images, bgn_sampling=mode)[0]["samples"]
+                for mode in ("auto", "plain", "consistent")}
+
+
+def test_the_upscalers_auto_sampling_is_plain_for_a_model_trained_without_bgn(host, checkpoints):
+    """The Upscaler's default, auto, on a VideoCrafter2 file (no BGN window in its training): plain
+    (tests/test_host_mini.py: the Mini's F_SR, which names its window, gets the consistent solver)."""
+    mapping = host.nodes.NODE_CLASS_MAPPINGS
+    choices, options = mapping["UniVGUpscaler"].INPUT_TYPES()["optional"]["bgn_sampling"]
+    assert options["default"] == "auto" and choices == ["auto", "plain", "consistent"]
+    model, clip, vae, _ = mapping["UniVGCheckpointLoader"]().load(checkpoints["videocrafter2_t2v_512.ckpt"], "fp32")
+    videos = upscale_every_way(host, model, clip, vae)
+    assert torch.equal(videos["auto"], videos["plain"]) and not torch.allclose(videos["auto"], videos["consistent"])

@@ -404,6 +404,19 @@ def test_the_base_then_super_resolution_workflow_renders_128_pixels_with_the_min
     assert frames.shape[1:] == (128, 128, 3) and _video_format(host, run) == MINI_VIDEO
 
 
+def test_the_upscalers_auto_sampling_samples_the_minis_sr_bgn_consistently(host, tower_files):
+    """The Upscaler's default on the Mini's F_SR, which names its BGN window (0, 700): the
+    BGN-consistent solver (chosen on validation clips: docs/bgn_sampling.md)."""
+    from test_host_keyframes import upscale_every_way
+
+    from univg_core.mini import models
+
+    model, clip, vae, _ = host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]().load(models.SR_FILE, "fp32")
+    videos = upscale_every_way(host, model, clip, vae)
+    assert videos["auto"].shape == (2, 4, 16, 16)
+    assert torch.equal(videos["auto"], videos["consistent"]) and not torch.allclose(videos["auto"], videos["plain"])
+
+
 @pytest.fixture(scope="module")
 def image_workflow_renders(host, tower_files):
     """image_to_video (w_T 0, w_I 7.5) and text_image_to_video (w_T 7.5, w_I 2) on the example

@@ -26,6 +26,16 @@ Codec = Callable[[torch.Tensor], torch.Tensor]
 BGN_SAMPLING = ("plain", "consistent")  # the samplers as published, or following BGN's marginals (bgn_sampling)
 
 
+def super_resolution_sampling(choice: str, trained_with_bgn: bool) -> str:
+    """The Upscaler's "auto": the BGN-consistent solver for a model trained with BGN (a UniVG F_SR
+    file names its window), the plain one otherwise; "plain" and "consistent" as given."""
+    if choice == "auto":
+        return "consistent" if trained_with_bgn else "plain"
+    if choice not in BGN_SAMPLING:
+        raise ValueError(f"bgn_sampling must be auto or one of {BGN_SAMPLING}, got {choice!r}")
+    return choice
+
+
 def _check_steps(steps: int, limit: int = 1000) -> None:
     if not isinstance(steps, int) or not 1 <= steps <= limit:
         raise ValueError(f"steps must be an integer in [1, {limit}], got {steps!r}")
