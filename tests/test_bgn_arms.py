@@ -194,8 +194,13 @@ def test_quick_arms_train_resume_score_and_compare_in_pairs(tmp_path, capsys):
     assert len(frechet["comparisons"]) == len(sr_arms.COMPARISONS) and sr["rendered_again_otherwise"] == []
     assert frechet["references"]["bicubic"] > frechet["references"]["other truths"] > 0
     assert "Fréchet distance at 128 px on high-passed frames" in (tmp_path / "results_sr.md").read_text()
-    for seeds in sr["frontier"].values():
+    for seeds in list(sr["frontier"].values()) + list(sr["frontier_with_f_b"].values()):
         assert set(seeds) == {"0", "1"} and all(v["above"] + v["below"] + v["on"] == 2 for v in seeds.values())
+    # SDEdit with F_B itself from every start; its points only ever lower a BGN arm's count above the frontier
+    assert len(sr["f_b_sdedit_means"]) == len(sr_arms.SDEDIT_STRENGTHS)
+    for name, seeds in sr["frontier_with_f_b"].items():
+        for seed, sides in seeds.items():
+            assert sides["units_above"] <= sr["frontier"][name][seed]["units_above"]
     # a second run keeps every trained file and score
     kept = [(tmp_path / name).read_text() for name in ("scores.json", "scores_sr.json")]
     assert main(["--quick", "--work", str(tmp_path)]) == 0

@@ -196,12 +196,22 @@ def score_sr(args, renderer, size: sr_arms.SRStudySize) -> dict:
                 label = f"{name} from t = {round(strength * 1000)}"
                 sdedit.setdefault(label, []).extend(result["scores"])
                 sdedit_rows[seed][label] = result
+    # SDEdit with F_B itself (every arm's start, in the SR VAE's latents): the same rows for every training seed
+    f_b_rows = {f"F_B from t = {round(strength * 1000)}": scores.get(
+        f"sdedit|f_b|{strength}", lambda: sr_arms.score(renderer, _sr_init(args), strength, "plain", size),
+        needs=sr_arms.FEATURES) for strength in sr_arms.SDEDIT_STRENGTHS}
+    with_f_b = {seed: curves[seed] + [row["scores"] for row in f_b_rows.values()] for seed in args.training_seeds}
     units = rows[("sr_bgn_paper", "plain", args.training_seeds[0], last)]["units"]
     bgn_rows = (("sr_bgn_paper", "plain"), ("sr_bgn_paper", "consistent"), ("sr_bgn_snr", "plain"), ("sr_bgn_snr", "consistent"))
-    frontier = {f"{arm}/{sampler}": sr_arms.frontier({seed: rows[(arm, sampler, seed, last)]["scores"]
-                                                      for seed in args.training_seeds}, curves, units, args.training_seeds)
-                for arm, sampler in bgn_rows}
+    frontier, frontier_with_f_b = ({f"{arm}/{sampler}": sr_arms.frontier(
+        {seed: rows[(arm, sampler, seed, last)]["scores"] for seed in args.training_seeds}, chosen, units, args.training_seeds)
+        for arm, sampler in bgn_rows} for chosen in (curves, with_f_b))
+    truths = sr_arms.truth_features(size)
     return {"means": bgn_arms.arm_means(rows, sr_arms.METRICS), "frontier": frontier,
+            "frontier_with_f_b": frontier_with_f_b,
+            "f_b_sdedit_means": {name: {**sr_arms.mean_point(row["scores"]),
+                                        "highpass_frechet": sr_arms.set_distance([row], truths)}
+                                 for name, row in f_b_rows.items()},
             "sdedit_means": {name: sr_arms.mean_point(values) for name, values in sdedit.items()},
             "comparisons": [entry for length in args.sr_lengths
                             for entry in sr_arms.compare(rows, args.training_seeds, length)],

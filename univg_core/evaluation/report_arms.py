@@ -55,10 +55,21 @@ def frontier_table(results: dict) -> str:
     lines += ["", "| BGN arm / solver | per training seed: clips above / below SDEdit's frontier (sign test p; units) |",
               "|---|---|"]
     for name, seeds in results["frontier"].items():
-        cells = "; ".join(f"seed {seed}: {v['above']} / {v['below']} (p {v['p']:.3g}; {v['units_above']} / "
-                          f"{v['units_below']})" for seed, v in seeds.items())
-        lines.append(f"| {name} | {cells} |")
+        lines.append(f"| {name} | {_sides(seeds)} |")
+    if "frontier_with_f_b" in results:
+        lines += ["", "SDEdit with F_B itself (the arms' start; content PSNR, detail coherence, content kept, pattern "
+                  "drawn, high-pass Fréchet distance): " + "; ".join(
+                      f"{name}: {p['content_psnr']:.2f}, {p['detail_coherence']:.3f}, {p['content_kept']:.2f}, "
+                      f"{p['texture_right']:.2f}, {p['highpass_frechet']:.4g}" for name, p in results["f_b_sdedit_means"].items()),
+                  "", "| BGN arm / solver | the frontier with F_B's SDEdit points added: clips above / below |", "|---|---|"]
+        for name, seeds in results["frontier_with_f_b"].items():
+            lines.append(f"| {name} | {_sides(seeds)} |")
     return "\n".join(lines)
+
+
+def _sides(seeds: dict) -> str:
+    return "; ".join(f"seed {seed}: {v['above']} / {v['below']} (p {v['p']:.3g}; {v['units_above']} / "
+                     f"{v['units_below']})" for seed, v in seeds.items())
 
 
 def frechet_table(results: dict) -> str:
