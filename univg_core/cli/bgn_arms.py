@@ -215,15 +215,16 @@ def score_sr(args, renderer, size: sr_arms.SRStudySize) -> dict:
             "sdedit_means": {name: sr_arms.mean_point(values) for name, values in sdedit.items()},
             "comparisons": [entry for length in args.sr_lengths
                             for entry in sr_arms.compare(rows, args.training_seeds, length)],
-            "highpass_frechet": highpass_frechet(args, rows, sdedit_rows, bgn_rows, size, last),
+            "highpass_frechet": highpass_frechet(args, rows, sdedit_rows, bgn_rows, size, last, truths),
             "rendered_again_otherwise": scores.mismatched}
 
 
-def highpass_frechet(args, rows: dict, sdedit_rows: dict, bgn_rows, size: sr_arms.SRStudySize, last: int) -> dict:
+def highpass_frechet(args, rows: dict, sdedit_rows: dict, bgn_rows, size: sr_arms.SRStudySize, last: int,
+                     truths) -> dict:
     """The high-pass Fréchet distance at the last length: per arm, solver and training seed (and
     pooled), per SDEdit row, the fixed references, COMPARISONS with bootstrap intervals, and which
     SDEdit rows beat each BGN arm on both content and distance."""
-    truths, seeds = sr_arms.truth_features(size), args.training_seeds
+    seeds = args.training_seeds
 
     def content(row: dict) -> float:
         return float(sum(unit[sr_arms.CONTENT] for unit in row["scores"]) / len(row["scores"]))

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..mini.texture import block_detail
+
 FEATURE_SEED = 2024
 CHANNELS = (3, 16, 32, 64)
 INPUT_SIZE = 64
@@ -67,13 +69,8 @@ def highpass_features(video) -> np.ndarray:
     """Features of what a 2x area downsample removes from the frames (each pixel minus its aligned
     2x2 block's mean), at the frames' own size: the detail a 2x super-resolution adds. Scaled by 2,
     as the frames' [0, 1] are mapped to [-1, 1] for video_features."""
-    frames = _frames(video)
-    count, channels, height, width = frames.shape
-    if height % 2 or width % 2:
-        raise ValueError(f"frames need even sides, got {height}x{width}")
-    blocks = F.avg_pool2d(frames, 2)
-    detail = frames - blocks.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
-    return _net_features((detail * 2).permute(1, 0, 2, 3).unsqueeze(0))
+    detail = torch.from_numpy(block_detail(_frames(video).permute(0, 2, 3, 1).numpy()))
+    return _net_features((detail * 2).permute(3, 0, 1, 2).unsqueeze(0))
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
