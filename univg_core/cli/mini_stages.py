@@ -285,7 +285,7 @@ def stage_interpolation(args, bgn: bool = True) -> None:
     window = dict(t_m=args.interpolation_t_m, t_n=args.interpolation_t_n) if bgn else {}
     _train(args, "interpolation", animation, "world64", out, args.interpolation_steps, models.SIZE,
            text_only=not bgn, image_tokens=False, bgn=bgn, prediction="v", loop_share=args.interpolation_loop_share,
-           **window)
+           object_weight=args.interpolation_object_weight, **window)
 
 
 def stage_animation_no_bgn(args) -> None:

@@ -111,6 +111,8 @@ RECIPE = (
         Setting("interpolation_t_n", 875, "F_I's BGN window end (where sampling starts)"),
         Setting("interpolation_loop_share", 0.0, "the share of clips F_I and its twin see played there and back (a "
                                                  "loop: the last frame is the first)"),
+        Setting("interpolation_object_weight", 0.0, "experiment, not the shipped recipe: F_I's and its twin's object "
+                                                    "cells weigh 1 + this times their share of object pixels in the loss"),
     )),
     Stage("interpolation_no_bgn", stage_interpolation_no_bgn),
 )
