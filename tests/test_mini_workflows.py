@@ -39,6 +39,16 @@ def test_base_then_super_resolution_gets_the_base_and_the_sr_model_at_the_minis_
     assert _nodes(template, "UniVGBaseSampler")[0]["width"] == 512  # the template is left as it was
 
 
+def test_keyframe_interpolation_guides_f_i_with_the_minis_weight_and_the_loop_keeps_the_nodes_default(monkeypatch, tmp_path):
+    (tmp_path / "univg_mini_interpolation.safetensors").write_bytes(b"")
+    monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)
+    interpolation, loop = (apply_mini(_load(name), name) for name in ("keyframe_interpolation", "loop"))
+    (sampler,) = _nodes(interpolation, "UniVGAnimationSampler")
+    assert sampler["text_weight"] == mini_workflows.models.INTERPOLATION_TEXT_WEIGHT != 7.5
+    assert sampler["guidance_from_t"] == mini_workflows.models.ANIMATION_GUIDANCE_FROM_T
+    assert [inputs["text_weight"] for inputs in _nodes(loop, "UniVGAnimationSampler")] == [7.5]
+
+
 def test_animation_gets_the_worlds_example_image_scaled_to_the_minis_size(monkeypatch, tmp_path):
     (tmp_path / "univg_mini_animation.safetensors").write_bytes(b"")
     monkeypatch.setattr(mini_workflows, "WEIGHTS", tmp_path)

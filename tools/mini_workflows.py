@@ -82,6 +82,8 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
             inputs["guidance_from_t"] = models.ANIMATION_GUIDANCE_FROM_T
         if kind == "UniVGUpscaler":
             inputs["text_weight"] = models.SR_TEXT_WEIGHT
+        if kind == "UniVGAnimationSampler" and workflow_name == "keyframe_interpolation":
+            inputs["text_weight"] = models.INTERPOLATION_TEXT_WEIGHT
         if kind == "CreateVideo":
             inputs["fps"] = float(sampler["fps"])
         elif kind == "LoadImage":  # the pack's own example: nothing to copy into ComfyUI's input folder

@@ -50,6 +50,11 @@ ANIMATION_GUIDANCE_FROM_T = 300
 # its own seed by the rule in docs/univg_mini_findings.md ("Mini v2"). The node keeps 7.5 as its default.
 SR_TEXT_WEIGHT = 3.0
 
+# The Mini's F_I guides its text with this weight (from ANIMATION_GUIDANCE_FROM_T) in the keyframe
+# interpolation workflow, chosen on held-out keyframe pairs of its own seed by the rule in
+# docs/univg_mini_findings.md ("F_I's text guidance"). The nodes keep 7.5 as their default.
+INTERPOLATION_TEXT_WEIGHT = 3.0
+
 MINI_UNET = dict(
     model_channels=32,
     channel_mult=(1, 2),
