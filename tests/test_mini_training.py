@@ -270,3 +270,19 @@ def test_the_recipe_table_is_the_command_line():
     assert "stage interpolation:" in help_text and "--interpolation-t-n" in help_text
     parsed = train_mini.recipe_parser().parse_args(["--interpolation-steps", "7", "--lr", "0.001"])
     assert parsed.interpolation_steps == 7 and parsed.lr == 0.001
+
+
+def test_the_interpolation_stages_pass_the_object_weight_and_the_shipped_recipe_has_none(monkeypatch, tmp_path):
+    """--interpolation-object-weight reaches F_I's and its twin's runs; its default (0) is the
+    shipped recipe, whose loss is the plain one."""
+    runs = []
+    monkeypatch.setattr(mini_stages, "_train", lambda *args, **changes: runs.append(changes))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / models.ANIMATION_FILE).write_bytes(b"")
+    args = train_mini.recipe_parser().parse_args(["--interpolation-object-weight", "4"])
+    args.work, args.weights = tmp_path, weights
+    mini_stages.stage_interpolation(args)
+    mini_stages.stage_interpolation_no_bgn(args)
+    assert [run["object_weight"] for run in runs] == [4.0, 4.0] and [run["bgn"] for run in runs] == [True, False]
+    assert train_mini.recipe_parser().parse_args([]).interpolation_object_weight == 0.0
