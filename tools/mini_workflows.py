@@ -82,7 +82,7 @@ def apply_mini(workflow: dict, workflow_name: str, prompt: Optional[str] = None,
             inputs["guidance_from_t"] = models.ANIMATION_GUIDANCE_FROM_T
         if kind == "UniVGUpscaler":
             inputs["text_weight"] = models.SR_TEXT_WEIGHT
-        if kind == "UniVGAnimationSampler" and workflow_name == "keyframe_interpolation":
+        if kind == "UniVGAnimationSampler" and "last_frame" in inputs:  # F_I between two keyframes
             inputs["text_weight"] = models.INTERPOLATION_TEXT_WEIGHT
         if kind == "CreateVideo":
             inputs["fps"] = float(sampler["fps"])
