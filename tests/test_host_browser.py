@@ -2,8 +2,11 @@
 only the pack installed (no model in its models folder), opened in a headless Chromium (the npm
 package @sparticuz/chromium ships the binary; puppeteer-core drives it; scripts/build_browser.sh
 installs both). From the Templates menu, under the pack's entry, each UniVG Mini template is
-opened and Run, and its finished video must show in the Save Video node. The screenshots (the
-menu, each template's page and its video player) are copied to .cache/browser/ after the run."""
+opened and the prompt the frontend would queue for it must be the template's own graph converted
+(tools.workflow_format.ui_to_api: the API twin the two hosts' servers render, test_host_versions.py);
+two are Run (the paper's text route and the two-keyframe one, whose images a fresh user must have),
+and their finished videos must show in the Save Video node. The screenshots (the menu, each
+template's page and the players) are copied to .cache/browser/ after the run."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import pytest
 
 from tools.comfy_host import Server, get_json, output_files, prepare_base, status_of
 from tools.mini_workflows import video_length
-from tools.workflow_format import ui_to_api
+from tools.workflow_format import ui_to_api, without_meta
 from univg_core.mini import towers
 
 pytestmark = pytest.mark.host
@@ -28,6 +31,7 @@ BROWSER = ROOT / "tests" / "browser"
 TEMPLATES = ROOT / "example_workflows"
 SCREENSHOTS = ROOT / ".cache" / "browser"
 CATEGORY = "comfyui-univg"  # the pack's folder name in custom_nodes: the Templates menu lists it under Extensions
+RUN_IN_THE_BROWSER = ("univg_mini_text_to_video_two_stage", "univg_mini_keyframe_interpolation")
 
 
 def browser_ready() -> bool:
@@ -58,18 +62,19 @@ def decoded_frames(path: Path) -> np.ndarray:
         return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
 
-def test_a_new_user_runs_every_mini_template_from_the_templates_menu_and_sees_its_video(fresh_server, tmp_path):
+def test_a_new_user_opens_every_mini_template_from_the_templates_menu_and_sees_the_runs_video(fresh_server, tmp_path):
     base = fresh_server.base
     assert not list((base / "models").rglob("*.safetensors"))  # the pack alone: nothing installed
     names = sorted(path.stem for path in TEMPLATES.glob("*.json"))
     minis = [name for name in names if name.startswith("univg_mini_")]
     info = get_json(fresh_server.url, "/object_info")
     apis = {name: ui_to_api(json.loads((TEMPLATES / f"{name}.json").read_text()), info) for name in minis}
+    assert set(RUN_IN_THE_BROWSER) <= set(minis)
     plan = {"url": fresh_server.url + "/", "category": CATEGORY, "out_dir": str(tmp_path), "timeout_s": 600,
-            "run": [{"name": name, "videos": 1} for name in minis]}
+            "run": [{"name": name, "videos": 1, "queue": name in RUN_IN_THE_BROWSER} for name in minis]}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     done = subprocess.run(["node", str(BROWSER / "run_templates.mjs"), str(tmp_path / "plan.json")], cwd=BROWSER,
-                          capture_output=True, text=True, timeout=len(minis) * 600 + 300)
+                          capture_output=True, text=True, timeout=len(RUN_IN_THE_BROWSER) * 600 + len(minis) * 60 + 300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -79,11 +84,14 @@ def test_a_new_user_runs_every_mini_template_from_the_templates_menu_and_sees_it
     assert set(names) <= set(result["listed"]), f"the Templates menu lists {result['listed']}"
     assert (tmp_path / "templates_menu.png").is_file()
 
-    ran = {run["name"]: run for run in result["runs"]}
-    assert sorted(ran) == minis
+    opened = {run["name"]: run for run in result["runs"]}
+    assert sorted(opened) == minis
+    for name, run in opened.items():
+        assert not [text for text in run["dialogs"] if "missing" in text.lower()], (name, run["dialogs"])
+        assert without_meta(run["prompt"]) == without_meta(apis[name]), f"{name}: the frontend queues another prompt"
+    ran = {name: opened[name] for name in RUN_IN_THE_BROWSER}
     for name, run in ran.items():
         assert "error" not in run, f"{name}: {run['error']}\nserver log:\n{fresh_server.log_tail()}"
-        assert not [text for text in run["dialogs"] if "missing" in text.lower()], (name, run["dialogs"])
         frames, side = expected_video(apis[name])
         assert run["videos"], f"{name}: no finished video in the Save Video node after {run['seconds']} s"
         shown = run["videos"][0]
@@ -91,7 +99,7 @@ def test_a_new_user_runs_every_mini_template_from_the_templates_menu_and_sees_it
         assert (tmp_path / f"{name}_video.png").is_file()
 
     history = get_json(fresh_server.url, "/history")
-    assert len(history) == len(minis)
+    assert len(history) == len(RUN_IN_THE_BROWSER)
     shown_files = {run["videos"][0]["file"]: name for name, run in ran.items()}
     for entry in history.values():
         assert status_of(entry)[0] == "success", status_of(entry)

@@ -28,3 +28,28 @@ def existing_parent(path: str | Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def file_identity(path: str | Path) -> tuple:
+    """What tells a file apart from its earlier versions without reading it: where it is, its
+    inode, size and modification time (a rewrite through `write_atomically` is a new inode)."""
+    path = Path(path)
+    stat = path.stat()
+    return str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+class ReadOnce:
+    """`value(paths, compute)`: `compute()` once per process for the same files unchanged, by
+    `file_identity` (a file that cannot be stat'ed is computed every time)."""
+
+    def __init__(self):
+        self._values: dict[tuple, object] = {}
+
+    def value(self, paths, compute: Callable[[], object], *extra) -> object:
+        try:
+            key = (*(file_identity(path) for path in paths), *extra)
+        except OSError:
+            return compute()
+        if key not in self._values:
+            self._values[key] = compute()
+        return self._values[key]

@@ -1,7 +1,9 @@
 // Opens ComfyUI's own frontend in a headless Chromium, as a user would: the Templates menu, the
 // pack's entry under Extensions, each named template, Run, and the video its Save Video node shows.
-// Usage: node run_templates.mjs PLAN.json   (PLAN: {url, category, out_dir, listed: [names],
-// run: [{name, videos}]}). Prints one JSON line: {listed, runs: [{name, seconds, videos, dialogs}], page_errors}.
+// Usage: node run_templates.mjs PLAN.json   (PLAN: {url, category, out_dir, timeout_s,
+// run: [{name, videos, queue}]}). Every template is opened and the prompt the frontend would queue is
+// read (app.graphToPrompt); those with queue true are also Run. Prints one JSON line:
+// {listed, runs: [{name, prompt, seconds, videos, dialogs}], page_errors}.
 import fs from "node:fs";
 import path from "node:path";
 import chromium from "@sparticuz/chromium";
@@ -51,6 +53,11 @@ async function runTemplate(page, item) {
   await page.waitForFunction(() => !document.body.innerText.includes("All Templates"), { timeout: 60000 });
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const dialogs = await dialogTexts(page);
+  const prompt = await page.evaluate(async () => (await window.app.graphToPrompt()).output);
+  if (!item.queue) {
+    await page.screenshot({ path: path.join(plan.out_dir, `${item.name}.png`) });
+    return { name: item.name, prompt, dialogs };
+  }
   const before = new Set((await videosShown(page)).map((v) => v.file));
   const started = Date.now();
   await page.click("button[aria-label=Run]");
@@ -59,7 +66,7 @@ async function runTemplate(page, item) {
   while (Date.now() < deadline) {
     fresh = (await videosShown(page)).filter((v) => !before.has(v.file));
     const errors = (await dialogTexts(page)).filter((text) => /error|failed/i.test(text));
-    if (errors.length) return { name: item.name, error: errors.join(" | "), dialogs };
+    if (errors.length) return { name: item.name, prompt, error: errors.join(" | "), dialogs };
     if (fresh.length >= item.videos) break;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
@@ -69,7 +76,7 @@ async function runTemplate(page, item) {
     const player = await page.$(`video[src*="filename=${encodeURIComponent(fresh[0].file)}"]`);
     if (player) await player.screenshot({ path: path.join(plan.out_dir, `${item.name}_video.png`) });
   }
-  return { name: item.name, seconds, videos: fresh, dialogs };
+  return { name: item.name, prompt, seconds, videos: fresh, dialogs };
 }
 
 const browser = await puppeteer.launch({

@@ -32,7 +32,7 @@ from ..checkpoints import CheckpointError
 from .install_mini import RESTORE, WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[2]
-QUICK = Settings(clips=3, seeds=(0,), animation_steps=10, sr_steps=7, base_steps=25, grid_pairs=2,
+QUICK = Settings(clips=3, seeds=(0,), animation_steps=10, sr_steps=7, base_steps=10, grid_pairs=2,
                  grid_weights=(0.0, 7.5), keyframe_steps=10, surface_pairs=2, surface_seeds=(0,))
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import write_atomically
+from ..files import ReadOnce, write_atomically
 
 TEXT_WIDTH, TEXT_LAYERS, VOCAB, TEXT_CONTEXT = 1024, 24, 49408, 77
 VISION_WIDTH, VISION_LAYERS, PATCH, VISION_TOKENS, VISION_OUTPUT = 1280, 32, 14, 257, 1024
@@ -220,10 +220,18 @@ def _link_or_copy(source: Path, target: Path) -> None:
     write_atomically(target, link_or_copy)
 
 
+# a tower file is read for its checksum once per process while it stays the same file (every
+# render through the loader node, every training run, asks for both towers)
+_CHECKSUMS = ReadOnce()
+
+
 def _file_checksum(path: Path) -> str | None:
     from safetensors.torch import load_file
 
-    try:
-        return tower_checksum(load_file(str(path)))
-    except Exception:  # unreadable or truncated: rewrite it
-        return None
+    def checksum() -> str | None:
+        try:
+            return tower_checksum(load_file(str(path)))
+        except Exception:  # unreadable or truncated: rewrite it
+            return None
+
+    return _CHECKSUMS.value([path], checksum)

@@ -20,7 +20,7 @@ from typing import Callable, Optional
 import torch
 
 from ..checkpoints import LoadedCheckpoint
-from ..files import write_atomically
+from ..files import ReadOnce, write_atomically
 from .clip_towers import TextTower, VisionTower, load_text_tower, load_vision_tower, tokenize
 from .vae_encoder import load_vae_encoder
 from .data import ClipRecord, DataError, read_video
@@ -36,8 +36,15 @@ class Encoders:
     text: TextTower
     vision: Optional[VisionTower]
     caption_memo: dict = field(default_factory=dict)
+    sources: Optional[tuple] = None  # the files the three were read from, with how (see encoders_from_checkpoint)
 
     def fingerprint(self) -> str:
+        if self.sources is None:
+            return self._hash_weights()
+        files, how = self.sources
+        return _FINGERPRINTS.value(files, self._hash_weights, *how)
+
+    def _hash_weights(self) -> str:
         digest = hashlib.sha1(b"clip image preprocessing: original")  # caches made before it was the default differ
         if hasattr(self.vae, "scale_factor"):  # the latents are stored scaled
             digest.update(f"scale {self.vae.scale_factor}".encode())
@@ -49,6 +56,10 @@ class Encoders:
                 digest.update(f"{name}{list(tensor.shape)}{tensor.dtype}".encode())
                 digest.update(tensor.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()[:16]
+
+
+# the encoders' weights are hashed once per process for the same files (a study trains many arms on them)
+_FINGERPRINTS = ReadOnce()
 
 
 def _component_file(path: str, what: str, prefix: str = "") -> dict:
@@ -88,10 +99,12 @@ def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device
             f"{name}: the model has an image branch but the file has no CLIP vision tower (embedder.*) to make its "
             "image tokens (or give its own file with --image-encoder)"
         )
+    files = [part or loaded.path for part in (vae_file, text_file, vision_file if need_vision else None)]
     return Encoders(
         vae=load_vae_encoder(vae_state, loaded.config.schedule.scale_factor, dtype, device),
         text=load_text_tower(text_state, dtype, device),
         vision=load_vision_tower(vision_state, dtype, device) if need_vision else None,
+        sources=(files, (str(dtype), need_vision, vae_file is None, text_file is None, vision_file is None)),
     )
 
 
@@ -200,8 +213,11 @@ def build_cache(
     if problems:
         raise DataError(f"{len(problems)} of {len(records)} clips are unusable:\n  " + "\n  ".join(problems))
     null_path = cache_dir / NULL_FILE
+    null_key = f"{fingerprint} {spec.height}x{spec.width} image {encoders.vision is not None}"
+    if null_path.is_file() and torch.load(null_path, map_location="cpu", weights_only=True).get("key") == null_key:
+        return files  # made by the same encoders for the same frame size
     device = encoders.text.positional_embedding.device
-    null = {"text": encoders.text(tokenize([""]).to(device))[0].half().cpu()}
+    null = {"key": null_key, "text": encoders.text(tokenize([""]).to(device))[0].half().cpu()}
     if encoders.vision is not None:
         grey = torch.full((1, 3, spec.height, spec.width), 0.5, device=device)
         null["image"] = encoders.vision(grey)[0].half().cpu()
