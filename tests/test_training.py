@@ -509,3 +509,19 @@ def test_loop_share_plays_interpolation_clips_there_and_back():
     assert torch.equal(concats[1.0][:, :, 0], concats[1.0][:, :, -1])
     assert torch.equal(concats[0.0][:, :, -1], item["latents"][:, -1].expand(2, -1, -1, -1))
     assert torch.equal(concats[1.0][:, :, 0], concats[0.0][:, :, 0])
+
+
+def test_the_null_encodings_are_kept_for_the_same_encoders_and_made_again_for_others(workspace, tmp_path):
+    """null.pt (the empty prompt's and the grey image's encodings) is written once per cache folder
+    for the encoders and frame size that made it; a file whose key names other encoders is redone."""
+    cache = tmp_path / "cache"
+    train(options(workspace, "base", "first.safetensors", steps=1, cache_dir=str(cache)), log=QUIET)
+    null = cache / "null.pt"
+    made = torch.load(null, weights_only=True)
+    inode = null.stat().st_ino
+    train(options(workspace, "base", "second.safetensors", steps=1, cache_dir=str(cache)), log=QUIET)
+    assert null.stat().st_ino == inode  # kept, not written again
+    torch.save({**made, "key": "other encoders"}, null)
+    train(options(workspace, "base", "third.safetensors", steps=1, cache_dir=str(cache)), log=QUIET)
+    again = torch.load(null, weights_only=True)
+    assert again["key"] == made["key"] and torch.equal(again["text"], made["text"])
