@@ -388,3 +388,23 @@ def test_full_size_parameter_counts():
 
 def test_presets_all_build_tiny():
     assert all(name in PRESETS for name in [f"tiny_{f}" for f in FULL])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_a_nan_or_inf_anywhere_in_a_tensor_is_found(dtype):
+    from univg_core.checkpoints import non_finite_tensors
+    from univg_core.checkpoints.files import is_finite
+
+    generator = torch.Generator().manual_seed(0)
+    for size in (1, 33, 4097, 1_000_003):
+        clean = torch.randn(size, generator=generator).to(dtype)
+        assert is_finite(clean)
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            for where in (0, size - 1, int(torch.randint(0, size, (1,), generator=generator))):
+                damaged = clean.clone()
+                damaged[where] = bad
+                assert not is_finite(damaged), (size, bad, where)
+    grid = torch.randn(64, 64, generator=generator).to(dtype).t()  # not contiguous
+    grid[3, 5] = float("nan")
+    state = {"damaged": grid, "empty": torch.empty(0, dtype=dtype), "steps": torch.tensor([2**31 - 1]), "fine": clean}
+    assert non_finite_tensors(state) == "1 of 4 tensors (damaged)"

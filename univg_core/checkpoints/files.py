@@ -31,9 +31,24 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return _unwrap(state, name), metadata
 
 
+REDUCIBLE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def is_finite(value: torch.Tensor) -> bool:
+    """No NaN or inf in `value`. For the common float types by its min and max, which a NaN or an
+    inf anywhere reaches: one reduction without a boolean tensor, far quicker on a CPU than
+    `isfinite` (docs/developing.md has the timing)."""
+    if value.numel() == 0:
+        return True
+    if value.dtype in REDUCIBLE:
+        low, high = torch.aminmax(value)
+        return bool(torch.isfinite(low) & torch.isfinite(high))
+    return bool(torch.isfinite(value).all())
+
+
 def non_finite_tensors(state: dict[str, torch.Tensor]) -> str:
     """'' when every floating tensor is finite, else which ones hold NaN/inf (one pass)."""
-    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    bad = [key for key, value in state.items() if value.is_floating_point() and not is_finite(value)]
     return f"{len(bad)} of {len(state)} tensors ({few(bad)})" if bad else ""
 
 
