@@ -99,12 +99,13 @@ def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device
             f"{name}: the model has an image branch but the file has no CLIP vision tower (embedder.*) to make its "
             "image tokens (or give its own file with --image-encoder)"
         )
-    files = [part or loaded.path for part in (vae_file, text_file, vision_file if need_vision else None)]
+    parts = (vae_file, text_file) + ((vision_file,) if need_vision else ())
+    files = [part or loaded.path for part in parts]  # a part without its own file is read from the checkpoint
     return Encoders(
         vae=load_vae_encoder(vae_state, loaded.config.schedule.scale_factor, dtype, device),
         text=load_text_tower(text_state, dtype, device),
         vision=load_vision_tower(vision_state, dtype, device) if need_vision else None,
-        sources=(files, (str(dtype), need_vision, vae_file is None, text_file is None, vision_file is None)),
+        sources=(files, (str(dtype), *(part is None for part in parts))),
     )
 
 
