@@ -4,7 +4,9 @@ spliced onto the text tensor (ComfyUI pads contexts of different lengths by repe
 
 from __future__ import annotations
 
+import hashlib
 import weakref
+from collections import OrderedDict
 
 import torch
 
@@ -40,17 +42,48 @@ def encode_image_tokens(clip_vision, images: torch.Tensor, preprocess: str = "or
     return hidden.to(comfy.model_management.intermediate_device())
 
 
+# set by the UniVG loader on the CLIP_VISION it makes: the identity of the file its weights came from
+SOURCE = "univg_source"
 _NULL_TOKENS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TOKENS_BY_SOURCE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+KEPT_ENCODINGS = 16
+
+
+def _by_source(clip_vision, what: tuple, encode) -> torch.Tensor:
+    """encode(), kept for a tower loaded from the same unchanged file (a loader that runs again,
+    another workflow's loader of the same tower), the last KEPT_ENCODINGS of them; computed
+    every time for a CLIP_VISION of unknown origin."""
+    source = getattr(clip_vision, SOURCE, None)
+    if source is None:
+        return encode()
+    key = (source, str(getattr(clip_vision, "dtype", "")), str(getattr(clip_vision, "load_device", "")), *what)
+    if key in _TOKENS_BY_SOURCE:
+        _TOKENS_BY_SOURCE.move_to_end(key)
+    else:
+        _TOKENS_BY_SOURCE[key] = encode().cpu()
+        while len(_TOKENS_BY_SOURCE) > KEPT_ENCODINGS:
+            _TOKENS_BY_SOURCE.popitem(last=False)
+    return _TOKENS_BY_SOURCE[key].clone()
+
+
+def image_tokens(clip_vision, images: torch.Tensor, preprocess: str = "original") -> torch.Tensor:
+    """encode_image_tokens, kept per tower file, preprocessing and image (by its bytes)."""
+    pixels = images.detach().cpu().float().contiguous()
+    digest = hashlib.sha1(pixels.numpy().tobytes()).hexdigest()
+    tokens = _by_source(clip_vision, ("image", preprocess, tuple(pixels.shape), digest),
+                        lambda: encode_image_tokens(clip_vision, images, preprocess))
+    return tokens.to(comfy.model_management.intermediate_device())
 
 
 def null_image_tokens(clip_vision, like: torch.Tensor, preprocess: str = "original") -> torch.Tensor:
     """The null image of UniVG's guidance: the encoding of a mid-grey image, as the original
     models' unconditional branch (their embedder applied to zeros in [-1, 1]); computed once
-    per vision encoder and preprocessing."""
+    per vision encoder (or tower file) and preprocessing."""
     cached = _NULL_TOKENS.setdefault(clip_vision, {})
     if preprocess not in cached:
         grey = null_image().movedim(1, -1)
-        cached[preprocess] = encode_image_tokens(clip_vision, grey, preprocess).cpu()
+        cached[preprocess] = _by_source(clip_vision, ("null", preprocess),
+                                        lambda: encode_image_tokens(clip_vision, grey, preprocess)).cpu()
     return cached[preprocess].to(like)
 
 
@@ -112,7 +145,7 @@ class UniVGConditioning:
                     "UniVG Multi-Conditioning: an image is connected but no CLIP_VISION; connect the loader's "
                     "clip_vision output (or a CLIP Vision Loader with an OpenCLIP ViT-H/14 model)"
                 )
-            tokens = encode_image_tokens(clip_vision, image[:1], preprocess)
+            tokens = image_tokens(clip_vision, image[:1], preprocess)
         extras = dict(extras)
         if tokens is not None:
             if clip_vision is None:

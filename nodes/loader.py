@@ -25,10 +25,11 @@ from ..univg_core.checkpoints import (
     read_state_dict,
     split_prefix,
 )
-from ..univg_core.files import existing_parent
+from ..univg_core.files import existing_parent, file_identity
 from ..univg_core.mini import models as mini_models
 from ..univg_core.mini import towers as mini_towers
 from ..univg_core.models.tiny_vae import ShuffleTinyVAE, make_decoder
+from .conditioning import SOURCE
 from .model import DTYPE_CHOICES, host_operations, wrap_in_patcher
 
 log = logging.getLogger("univg")
@@ -162,7 +163,9 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
             )
         else:
             check_readable(path, part, ckpt_name)
+            source = file_identity(path)
             parts[part] = comfy.clip_vision.load(path)
+            setattr(parts[part], SOURCE, source)
     return parts
 
 
@@ -274,6 +277,7 @@ class UniVGCheckpointLoader:
 
     def load(self, ckpt_name: str, dtype: str):
         path = resolve(ckpt_name)
+        source = file_identity(path)
         try:
             loaded = load_checkpoint(path, operations=host_operations(dtype))
         except CheckpointError as error:
@@ -282,6 +286,8 @@ class UniVGCheckpointLoader:
         clip = build_clip(loaded.text_encoder_state_dict) if loaded.text_encoder_state_dict else None
         vae = build_vae(loaded.vae_state_dict) if loaded.vae_state_dict else None
         clip_vision = build_clip_vision(loaded.image_encoder_state_dict) if loaded.image_encoder_state_dict else None
+        if clip_vision is not None:
+            setattr(clip_vision, SOURCE, (*source, "embedder"))
         companions = load_companions(loaded.metadata, ckpt_name, want_vision=loaded.image_proj is not None)
         clip = clip or companions.get("text_encoder")
         vae = vae or companions.get("vae")

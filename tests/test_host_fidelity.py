@@ -69,6 +69,47 @@ def test_original_and_comfyui_preprocessing_on_the_node(host, encoders):
     assert relative(extras["comfyui"][keys[1]], extras["original"][keys[1]]) > 1e-4
 
 
+def test_image_tokens_are_kept_for_a_tower_from_the_same_unchanged_file(host, encoders, monkeypatch):
+    """A second load of the same tower file (another workflow's loader, a loader run again) reuses
+    the image and null-image tokens; another image, another preprocessing or a changed file is
+    encoded again, and a CLIP_VISION whose file is unknown (core CLIP Vision Loader) always is."""
+    import copy
+
+    node = host.nodes.NODE_CLASS_MAPPINGS["UniVGConditioning"]()
+    conditioning_module = sys.modules[type(node).__module__]
+    encoded = []
+
+    def encode(clip_vision, images, preprocess="original"):  # stands in for the GB tower: what it saw, as tokens
+        encoded.append((id(clip_vision), preprocess, float(images.sum())))
+        return torch.full((images.shape[0], 257, 1280), float(images.mean()) + len(preprocess))
+
+    monkeypatch.setattr(conditioning_module, "encode_image_tokens", encode)
+    monkeypatch.setattr(conditioning_module, "_TOKENS_BY_SOURCE", type(conditioning_module._TOKENS_BY_SOURCE)())
+    source = conditioning_module.SOURCE
+    first, again, changed, unknown = (copy.copy(encoders["clip_vision"]) for _ in range(4))
+    for clip_vision, identity in ((first, ("tower.safetensors", 7, 1)), (again, ("tower.safetensors", 7, 1)),
+                                  (changed, ("tower.safetensors", 7, 2))):
+        setattr(clip_vision, source, identity)
+    image, other = (torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(seed)) for seed in (1, 2))
+
+    def tokens(clip_vision, picture, preprocess="original"):
+        extras = node.combine(encoders["positive"], clip_vision, picture, preprocess=preprocess)[0][0][1]
+        return extras[conditioning_module.IMAGE_TOKENS], extras[conditioning_module.NULL_IMAGE_TOKENS]
+
+    kept = tokens(first, image)
+    assert len(encoded) == 2  # the image and the null image
+    again_tokens = tokens(again, image)
+    assert len(encoded) == 2 and all(torch.equal(a, b) for a, b in zip(kept, again_tokens))
+    tokens(again, other)
+    tokens(again, image, "comfyui")
+    assert len(encoded) == 5  # the other image; the image and the null image preprocessed as ComfyUI does
+    tokens(changed, image)
+    assert len(encoded) == 7
+    for _ in range(2):
+        tokens(unknown, image)
+    assert len(encoded) == 10  # the image twice, its null image once (kept per object, as before)
+
+
 def test_unknown_preprocessing_is_refused(host, encoders):
     node = host.nodes.NODE_CLASS_MAPPINGS["UniVGConditioning"]()
     with pytest.raises(ValueError, match="preprocess must be one of"):

@@ -9,6 +9,8 @@ import importlib
 import pytest
 import torch
 
+from univg_core.files import file_identity
+
 pytestmark = pytest.mark.host
 FRAMES = 5
 
@@ -16,7 +18,11 @@ FRAMES = 5
 @pytest.fixture(scope="module")
 def parts(host, checkpoints):
     mapping = host.nodes.NODE_CLASS_MAPPINGS
-    model, clip, vae, _ = mapping["UniVGCheckpointLoader"]().load(checkpoints["dynamicrafter_512_interp.ckpt"], "fp32")
+    model, clip, vae, clip_vision = mapping["UniVGCheckpointLoader"]().load(checkpoints["dynamicrafter_512_interp.ckpt"],
+                                                                            "fp32")
+    # the loader names the file its vision tower came from (image tokens are kept per tower file)
+    assert clip_vision.univg_source == (*file_identity(host.base / "models" / "univg" / "animation.safetensors"),
+                                        "embedder")
     (positive,) = mapping["CLIPTextEncode"]().encode(clip, "a red circle moving right")
     (negative,) = mapping["CLIPTextEncode"]().encode(clip, "")
     generator = torch.Generator().manual_seed(0)

@@ -85,24 +85,23 @@ def test_both_hosts_give_the_same_frames(renders):
     assert all(png <= 1 and mp4 < 1.0 for png, mp4 in differences.values()), differences
 
 
-# test_host.py's renders of these bundled workflows with the test checkpoints are not repeated on
-# 0.8.0: the server above renders every bundled workflow on 0.8.0 to an H.264 MP4 (with the Mini)
-RENDERED_BY_THE_SERVER = ("text_to_video", "image_to_video", "text_image_to_video", "base_then_super_resolution",
-                          "animation_custom_sampler", "text_to_video_two_stage", "keyframe_interpolation", "long_video")
+# test_host.py's renders of the bundled workflows with the test checkpoints are not repeated on 0.8.0:
+# the server above renders every bundled workflow on 0.8.0 to an H.264 MP4 (with the Mini), and the
+# rerun keeps the real checkpoint layouts under the UniVG nodes (test_host_keyframes.py: animation
+# sampler, keyframes, extend video; test_host.py's bad input) and under core samplers (every family)
 # nor are test_host_keyframes.py's two calls of the UniVG Upscaler's method on 128-px test checkpoints:
 # the server renders both bundled upscaler workflows on 0.8.0 through that node (the Mini's F_SR, `auto`)
 UPSCALER_CALLS = ("test_bgn_consistent_sampling_through_the_upscaler",
                   "test_the_upscalers_auto_sampling_is_plain_for_a_model_trained_without_bgn")
-LEFT_OUT_ON_0_8_0 = ([f"tests/test_host.py::test_bundled_workflow_renders_an_mp4[{name}]" for name in RENDERED_BY_THE_SERVER]
+LEFT_OUT_ON_0_8_0 = ([f"tests/test_host.py::test_bundled_workflow_renders_an_mp4[{name}]" for name in WORKFLOWS]
                      + [f"tests/test_host_keyframes.py::{name}" for name in UPSCALER_CALLS])
 
 
 def test_the_in_process_host_suites_pass_on_comfyui_0_8_0():
     """tests/test_host_core_sampling.py (every family under core samplers and schedulers, the
     guider, first-frame concat, BGN sigmas, model patches), tests/test_host.py (registration,
-    bad input, the bundled workflows to MP4 with real checkpoint layouts: three stages, animation
-    from an image, core KSampler, loop) and tests/test_host_keyframes.py (interpolation, loop,
-    keyframe conditioning, extend video) again, in-process on the second host."""
+    the workflows' UI and API twins, bad input) and tests/test_host_keyframes.py (interpolation,
+    loop, keyframe conditioning, extend video) again, in-process on the second host."""
     import os
     import subprocess
 

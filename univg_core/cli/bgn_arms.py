@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=1000, help="training clips per world set")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--quick", action="store_true", help="8 training clips, lengths 1,2, 2 held-out clips, 4 steps")
+    p.add_argument("--quick", action="store_true", help="8 training clips, lengths 1,2, 2 held-out clips, 4 steps, SDEdit from 2 starts")
     return p
 
 
@@ -183,7 +183,7 @@ def score_sr(args, renderer, size: sr_arms.SRStudySize) -> dict:
     curves, sdedit, sdedit_rows = {}, {}, {}
     for seed in args.training_seeds:
         curves[seed], sdedit_rows[seed] = [], {}
-        for name, strengths in (("sr_plain_full", sr_arms.SDEDIT_STRENGTHS), ("sr_plain_window", sr_arms.WINDOW_SDEDIT_STRENGTHS)):
+        for name, strengths in (("sr_plain_full", args.sdedit_strengths), ("sr_plain_window", args.window_sdedit_strengths)):
             for strength in strengths:
                 if round(strength * 1000) == arms[name].start:
                     result = rows[(name, "plain", seed, last)]
@@ -199,7 +199,7 @@ def score_sr(args, renderer, size: sr_arms.SRStudySize) -> dict:
     # SDEdit with F_B itself (every arm's start, in the SR VAE's latents): the same rows for every training seed
     f_b_rows = {f"F_B from t = {round(strength * 1000)}": scores.get(
         f"sdedit|f_b|{strength}", lambda: sr_arms.score(renderer, _sr_init(args), strength, "plain", size),
-        needs=sr_arms.FEATURES) for strength in sr_arms.SDEDIT_STRENGTHS}
+        needs=sr_arms.FEATURES) for strength in args.sdedit_strengths}
     with_f_b = {seed: curves[seed] + [row["scores"] for row in f_b_rows.values()] for seed in args.training_seeds}
     units = rows[("sr_bgn_paper", "plain", args.training_seeds[0], last)]["units"]
     bgn_rows = (("sr_bgn_paper", "plain"), ("sr_bgn_paper", "consistent"), ("sr_bgn_snr", "plain"), ("sr_bgn_snr", "consistent"))
@@ -255,8 +255,10 @@ def main(argv=None) -> int:
     if not chosen or set(chosen) - set(WORLDS):
         parser().error(f"--models takes some of animation, sr; got {args.models!r}")
     size, sr_size = bgn_arms.StudySize(), sr_arms.SRStudySize()
+    args.sdedit_strengths, args.window_sdedit_strengths = sr_arms.SDEDIT_STRENGTHS, sr_arms.WINDOW_SDEDIT_STRENGTHS
     if args.quick:
         args.clips, args.lengths, args.sr_lengths, args.batch_size = 8, (1, 2), (1, 2), 2
+        args.sdedit_strengths, args.window_sdedit_strengths = sr_arms.QUICK_SDEDIT_STRENGTHS, sr_arms.QUICK_SDEDIT_STRENGTHS
         size = replace(size, clips=2, sampling_seeds=(0,), steps=4)
         sr_size = replace(sr_size, clips=2, sampling_seeds=(0,), steps=2)
     args.work = args.work or ROOT / ".cache" / ("bgn_arms_quick" if args.quick else "bgn_arms")

@@ -30,6 +30,7 @@ from .studies import bicubic_upsample
 PAPER_WINDOW = bgn.SUPER_RESOLUTION_WINDOW
 SDEDIT_STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)  # SDEdit with the no-BGN [0, 999] arm
 WINDOW_SDEDIT_STRENGTHS = (0.1, 0.3, 0.5, 0.7)  # and with the no-BGN [0, 700] arm, inside its range
+QUICK_SDEDIT_STRENGTHS = (0.3, 0.7)  # --quick, both arms: one start of its own and one the arm's own row gives
 CONTENT, DETAIL = "content_psnr", "detail_coherence"  # the frontier's axes
 
 

@@ -75,10 +75,10 @@ class TinyVAE(nn.Module):
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.ndim != 4 or pixels.shape[1] != 3 or pixels.shape[2] % DOWNSAMPLE or pixels.shape[3] % DOWNSAMPLE:
             raise ValueError(f"expected pixels [N, 3, H, W] with H, W multiples of {DOWNSAMPLE}, got {list(pixels.shape)}")
-        return self.taesd_encoder(pixels)
+        return self.taesd_encoder(pixels).contiguous()  # channels-last weights give channels-last results
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.taesd_decoder(latents)
+        return self.taesd_decoder(latents).contiguous()
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(pixels))
@@ -96,7 +96,7 @@ class ShuffleTinyVAE(TinyVAE):
         self.shuffle_decoder = make_decoder(latent_channels, shuffle_last=True)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.shuffle_decoder(latents)
+        return self.shuffle_decoder(latents).contiguous()
 
     @classmethod
     def starting_from(cls, vae: TinyVAE) -> "ShuffleTinyVAE":
@@ -118,10 +118,11 @@ class ShuffleTinyVAE(TinyVAE):
 
 def load_tiny_vae(path) -> TinyVAE:
     """A TinyVAE (or ShuffleTinyVAE, told by its keys) from its .safetensors (any stored dtype), in
-    float32 and eval mode."""
+    float32 and eval mode, its convolutions' weights channels-last (the CPU's convolutions run
+    faster on them; the results agree to float32 rounding)."""
     from safetensors.torch import load_file
 
     state = load_file(str(path))
     vae = ShuffleTinyVAE() if any(key.startswith("shuffle_decoder.") for key in state) else TinyVAE()
     vae.load_state_dict({key: value.float() for key, value in state.items()})
-    return vae.eval()
+    return vae.eval().to(memory_format=torch.channels_last)
