@@ -169,16 +169,18 @@ def test_quick_arms_train_resume_score_and_compare_in_pairs(tmp_path, capsys):
     # cli.evaluate's summary line reads the same values back from the study's folder
     assert report_arms.format_values(report_arms.folder_summary(tmp_path)) == last
     arms = tmp_path / "arms"
-    for arm in bgn_arms.animation_arms() + sr_arms.sr_arms():
+    for arm in bgn_arms.animation_arms():  # the animation arms to two lengths: a run resumed (F_SR's: one length)
         for seed in (0, 1):
             one, two = arms / f"{arm.name}_seed{seed}_1.safetensors", arms / f"{arm.name}_seed{seed}_2.safetensors"
             assert one.is_file() and two.is_file() and one.read_bytes() != two.read_bytes()  # the run went on
-    for model, comparisons in (("animation", bgn_arms.COMPARISONS), ("sr", sr_arms.COMPARISONS)):
+    for arm in sr_arms.sr_arms():
+        assert all((arms / f"{arm.name}_seed{seed}_2.safetensors").is_file() for seed in (0, 1))
+    for model, comparisons, lengths in (("animation", bgn_arms.COMPARISONS, [1, 2]), ("sr", sr_arms.COMPARISONS, [2])):
         results = json.loads((tmp_path / f"results_{model}.json").read_text())
-        assert results["lengths"] == [1, 2] and results["training_seeds"] == [0, 1]
+        assert results["lengths"] == lengths and results["training_seeds"] == [0, 1]
         # every arm and seed at every length, the consistent solver at the last length only
         rows = {(row["arm"], row["sampler"], row["training_seed"], row["length"]) for row in results["means"]}
-        assert len(rows) == 2 * 4 + 2 * 6
+        assert len(rows) == 2 * 4 * (len(lengths) - 1) + 2 * 6
         assert sum(entry["length"] == 2 for entry in results["comparisons"]) == len(comparisons)
         for entry in results["comparisons"]:
             for difference in entry["metrics"].values():

@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=1000, help="training clips per world set")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--quick", action="store_true", help="8 training clips, lengths 1,2, 2 held-out clips, 4 steps, SDEdit from 2 starts")
+    p.add_argument("--quick", action="store_true", help="8 training clips, lengths 1,2 (F_SR: 2), 2 held-out clips, 4 steps, SDEdit from 2 starts")
     return p
 
 
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
     size, sr_size = bgn_arms.StudySize(), sr_arms.SRStudySize()
     args.sdedit_strengths, args.window_sdedit_strengths = sr_arms.SDEDIT_STRENGTHS, sr_arms.WINDOW_SDEDIT_STRENGTHS
     if args.quick:
-        args.clips, args.lengths, args.sr_lengths, args.batch_size = 8, (1, 2), (1, 2), 2
+        args.clips, args.lengths, args.sr_lengths, args.batch_size = 8, (1, 2), (2,), 2
         args.sdedit_strengths, args.window_sdedit_strengths = sr_arms.QUICK_SDEDIT_STRENGTHS, sr_arms.QUICK_SDEDIT_STRENGTHS
         size = replace(size, clips=2, sampling_seeds=(0,), steps=4)
         sr_size = replace(sr_size, clips=2, sampling_seeds=(0,), steps=2)
