@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from univg_core.files import file_identity
 from univg_core.mini.world import caption_for
 
 from univg_core.models.tiny_vae import TinyVAE
@@ -209,6 +210,8 @@ def test_the_univg_loader_finds_a_mini_files_parts_in_comfyuis_folders(host, tow
     assert from_pack.shape == from_models_folder.shape and not torch.allclose(from_pack, from_models_folder)
     assert clip.encode_from_tokens(clip.tokenize("a red circle")).shape == (1, 77, 1024)
     assert clip_vision.encode_image(torch.rand(1, 64, 64, 3))["last_hidden_state"].shape == (1, 257, 1280)
+    # the CLIP_VISION names the tower file it came from (image tokens are kept per tower file)
+    assert clip_vision.univg_source == file_identity(tower_files[1])
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbled_header", "empty", "random_tensor_bytes"])
