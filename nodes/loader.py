@@ -277,7 +277,10 @@ class UniVGCheckpointLoader:
 
     def load(self, ckpt_name: str, dtype: str):
         path = resolve(ckpt_name)
-        source = file_identity(path)
+        try:
+            source = file_identity(path)
+        except OSError:  # gone since it was listed: load_checkpoint names the problem
+            source = None
         try:
             loaded = load_checkpoint(path, operations=host_operations(dtype))
         except CheckpointError as error:
@@ -286,7 +289,7 @@ class UniVGCheckpointLoader:
         clip = build_clip(loaded.text_encoder_state_dict) if loaded.text_encoder_state_dict else None
         vae = build_vae(loaded.vae_state_dict) if loaded.vae_state_dict else None
         clip_vision = build_clip_vision(loaded.image_encoder_state_dict) if loaded.image_encoder_state_dict else None
-        if clip_vision is not None:
+        if clip_vision is not None and source is not None:
             setattr(clip_vision, SOURCE, (*source, "embedder"))
         companions = load_companions(loaded.metadata, ckpt_name, want_vision=loaded.image_proj is not None)
         clip = clip or companions.get("text_encoder")
