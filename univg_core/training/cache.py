@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -30,13 +30,42 @@ from .object_weight import object_share
 NULL_FILE = "null.pt"
 
 
-@dataclass
 class Encoders:
-    vae: torch.nn.Module  # VAEEncoder or TinyVAEEncoder
-    text: TextTower
-    vision: Optional[VisionTower]
-    caption_memo: dict = field(default_factory=dict)
-    sources: Optional[tuple] = None  # the files the three were read from, with how (see encoders_from_checkpoint)
+    """The VAE, text and vision towers that encode clips for training, each given built or as a
+    function that builds it when first used: a run whose clips and null encodings are all cached,
+    by encoders whose fingerprint this process already knows, builds none."""
+
+    def __init__(self, vae, text, vision=None, sources: Optional[tuple] = None, text_width=None):
+        self._parts = {"vae": vae, "text": text, "vision": vision}  # VAEEncoder or TinyVAEEncoder, TextTower, VisionTower
+        self.caption_memo: dict = {}
+        self.sources = sources  # the files the three were read from, with how (see encoders_from_checkpoint)
+        self._text_width = text_width  # a function that reads it without building the tower, or None
+
+    def _part(self, name: str):
+        part = self._parts[name]
+        if part is not None and not isinstance(part, torch.nn.Module):
+            part = self._parts[name] = part()
+        return part
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self._part("vae")
+
+    @property
+    def text(self) -> TextTower:
+        return self._part("text")
+
+    @property
+    def vision(self) -> Optional[VisionTower]:
+        return self._part("vision")
+
+    @property
+    def has_vision(self) -> bool:
+        return self._parts["vision"] is not None
+
+    def text_width(self) -> int:
+        width = self._text_width() if self._text_width is not None else None
+        return width if width is not None else self.text.config.width
 
     def fingerprint(self) -> str:
         if self.sources is None:
@@ -74,39 +103,63 @@ def _component_file(path: str, what: str, prefix: str = "") -> dict:
     return {prefix + key: value for key, value in state.items()}
 
 
+def _text_width_in_file(path: str) -> Optional[int]:
+    """The token width a text tower file gives, from its header; None when the file has no
+    positional_embedding (building the tower then says what is wrong)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            if "positional_embedding" not in handle.keys():
+                return None
+            return int(handle.get_slice("positional_embedding").get_shape()[1])
+    except Exception as error:  # noqa: BLE001 - safetensors raises several kinds on a damaged file
+        raise DataError(f"{path}: cannot read the text encoder file ({error})") from None
+
+
 def encoders_from_checkpoint(loaded: LoadedCheckpoint, need_vision: bool, device="cpu", dtype=torch.float32,
                              text_file: Optional[str] = None, vision_file: Optional[str] = None,
                              vae_file: Optional[str] = None) -> Encoders:
     """The checkpoint's own VAE, text and vision towers; `vae_file` / `text_file` / `vision_file`
-    supply parts that live in their own files (UniVG Mini's), in place of the checkpoint's."""
+    supply parts that live in their own files (UniVG Mini's), in place of the checkpoint's. Each is
+    read and built when first used."""
     name = loaded.path
-    vae_state = _component_file(vae_file, "VAE") if vae_file else loaded.vae_state_dict
-    text_state = _component_file(text_file, "text encoder", "model.") if text_file else loaded.text_encoder_state_dict
-    vision_state = (_component_file(vision_file, "CLIP vision", "model.") if vision_file
-                    else loaded.image_encoder_state_dict)
-    if not vae_state:
+    for file, what in ((vae_file, "VAE"), (text_file, "text encoder"), (vision_file if need_vision else None, "CLIP vision")):
+        if file and not Path(file).is_file():
+            raise DataError(f"{file}: cannot read the {what} file (no such file)")
+    if not vae_file and not loaded.vae_state_dict:
         raise DataError(
             f"{name}: no VAE (first_stage_model.*) in the file; training encodes clips with the checkpoint's own VAE "
             "(or give its own file with --vae)"
         )
-    if not text_state:
+    if not text_file and not loaded.text_encoder_state_dict:
         raise DataError(
             f"{name}: no text encoder (cond_stage_model.*) in the file; training needs it for the captions "
             "(or give its own file with --text-encoder)"
         )
-    if need_vision and not vision_state:
+    if need_vision and not vision_file and not loaded.image_encoder_state_dict:
         raise DataError(
             f"{name}: the model has an image branch but the file has no CLIP vision tower (embedder.*) to make its "
             "image tokens (or give its own file with --image-encoder)"
         )
+
+    def vae():
+        state = _component_file(vae_file, "VAE") if vae_file else loaded.vae_state_dict
+        return load_vae_encoder(state, loaded.config.schedule.scale_factor, dtype, device)
+
+    def text():
+        state = _component_file(text_file, "text encoder", "model.") if text_file else loaded.text_encoder_state_dict
+        return load_text_tower(state, dtype, device)
+
+    def vision():
+        state = _component_file(vision_file, "CLIP vision", "model.") if vision_file else loaded.image_encoder_state_dict
+        return load_vision_tower(state, dtype, device)
+
     parts = (vae_file, text_file) + ((vision_file,) if need_vision else ())
     files = [part or loaded.path for part in parts]  # a part without its own file is read from the checkpoint
-    return Encoders(
-        vae=load_vae_encoder(vae_state, loaded.config.schedule.scale_factor, dtype, device),
-        text=load_text_tower(text_state, dtype, device),
-        vision=load_vision_tower(vision_state, dtype, device) if need_vision else None,
-        sources=(files, (str(dtype), *(part is None for part in parts))),
-    )
+    return Encoders(vae=vae, text=text, vision=vision if need_vision else None,
+                    sources=(files, (str(dtype), *(part is None for part in parts))),
+                    text_width=(lambda: _text_width_in_file(text_file)) if text_file else None)
 
 
 @dataclass(frozen=True)
@@ -214,12 +267,12 @@ def build_cache(
     if problems:
         raise DataError(f"{len(problems)} of {len(records)} clips are unusable:\n  " + "\n  ".join(problems))
     null_path = cache_dir / NULL_FILE
-    null_key = f"{fingerprint} {spec.height}x{spec.width} image {encoders.vision is not None}"
+    null_key = f"{fingerprint} {spec.height}x{spec.width} image {encoders.has_vision}"
     if null_path.is_file() and torch.load(null_path, map_location="cpu", weights_only=True).get("key") == null_key:
         return files  # made by the same encoders for the same frame size
     device = encoders.text.positional_embedding.device
     null = {"key": null_key, "text": encoders.text(tokenize([""]).to(device))[0].half().cpu()}
-    if encoders.vision is not None:
+    if encoders.has_vision:
         grey = torch.full((1, 3, spec.height, spec.width), 0.5, device=device)
         null["image"] = encoders.vision(grey)[0].half().cpu()
     _save(null, null_path)

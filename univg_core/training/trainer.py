@@ -268,7 +268,7 @@ def _prepare_data(options, loaded, spec, world, use_image, log) -> CachedClips:
             records = find_clips(options.data)
             encoders = encoders_from_checkpoint(loaded, use_image, device=world.device, text_file=options.text_encoder,
                                                 vision_file=options.image_encoder, vae_file=options.vae)
-            check_text_width(loaded, encoders.text.config.width)
+            check_text_width(loaded, encoders.text_width())
             outcome = [str(p) for p in build_cache(records, encoders, spec_cache, cache_dir, log)]
             del encoders
         except (DataError, TrainingSetupError, ValueError) as error:
