@@ -144,6 +144,14 @@ COMPANION_FOLDERS = {"vae": "vae", "text_encoder": "text_encoders", "clip_vision
 MINI_TOWERS = {"text_encoder": mini_towers.TEXT_FILE, "clip_vision": mini_towers.VISION_FILE}
 
 
+def with_source(clip_vision, source):
+    """The CLIP_VISION (or None: ComfyUI recognised no vision model) with the identity of the file
+    its weights came from, when known: UniVG Multi-Conditioning keeps its encodings by it."""
+    if clip_vision is not None and source is not None:
+        setattr(clip_vision, SOURCE, source)
+    return clip_vision
+
+
 def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
     """The parts the file names in its `univg.companions` metadata, each loaded by ComfyUI's
     own loader from its model folder (UniVG Mini's: from the pack, or built on first use)."""
@@ -164,8 +172,7 @@ def load_companions(metadata: dict, ckpt_name: str, want_vision: bool) -> dict:
         else:
             check_readable(path, part, ckpt_name)
             source = file_identity(path)
-            parts[part] = comfy.clip_vision.load(path)
-            setattr(parts[part], SOURCE, source)
+            parts[part] = with_source(comfy.clip_vision.load(path), source)
     return parts
 
 
@@ -289,8 +296,7 @@ class UniVGCheckpointLoader:
         clip = build_clip(loaded.text_encoder_state_dict) if loaded.text_encoder_state_dict else None
         vae = build_vae(loaded.vae_state_dict) if loaded.vae_state_dict else None
         clip_vision = build_clip_vision(loaded.image_encoder_state_dict) if loaded.image_encoder_state_dict else None
-        if clip_vision is not None and source is not None:
-            setattr(clip_vision, SOURCE, (*source, "embedder"))
+        clip_vision = with_source(clip_vision, source and (*source, "embedder"))
         companions = load_companions(loaded.metadata, ckpt_name, want_vision=loaded.image_proj is not None)
         clip = clip or companions.get("text_encoder")
         vae = vae or companions.get("vae")

@@ -641,3 +641,25 @@ def test_the_workflow_rates_tool_reads_host_renders_as_its_table_reports(host, t
 
     readings = rates(render, ["animation", "text_to_video_two_stage"], [0, 1])
     assert all(reading.passed for items in readings.values() for reading in items), readings
+
+
+def test_a_companion_file_comfyui_does_not_recognise_as_a_vision_tower_gives_no_clip_vision(host, tmp_path):
+    """ComfyUI's CLIP vision loader returns None for a readable file that is no vision model: the
+    loader passes that on (the conditioning then says a CLIP_VISION is missing), never an
+    AttributeError from naming the tower's file."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from univg_core.checkpoints import COMPANIONS_KEY
+
+    loader_module = sys.modules[type(host.nodes.NODE_CLASS_MAPPINGS["UniVGCheckpointLoader"]()).__module__]
+    folder = host.base / "models" / "clip_vision"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"not_a_tower": torch.zeros(2)}, str(folder / "not_a_vision_tower.safetensors"))
+    try:
+        parts = loader_module.load_companions({COMPANIONS_KEY: json.dumps({"clip_vision": "not_a_vision_tower.safetensors"})},
+                                              "mini_like.safetensors", want_vision=True)
+    finally:
+        (folder / "not_a_vision_tower.safetensors").unlink()
+    assert parts == {"clip_vision": None}
