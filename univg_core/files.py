@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Callable
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
-    """`write(partial)` into PATH.partial, then rename it over `path` (its folder is made). A
-    write that fails (a full disk, an interrupt) leaves `path` as it was and no partial file."""
+    """`write(partial)` into PATH.PID.partial, then rename it over `path` (its folder is made). A
+    write that fails (a full disk, an interrupt) leaves `path` as it was and no partial file; the
+    partial files of processes that have ended (killed mid-write) are removed. Processes writing
+    the same path at once each write their own partial file, and the last rename wins."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.unlink(missing_ok=True)
+    _remove_abandoned_partials(path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         write(partial)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
+
+
+def _remove_abandoned_partials(path: Path) -> None:
+    for partial in path.parent.glob(f"{glob.escape(path.name)}.*partial"):
+        writer = partial.name[len(path.name) + 1:-len("partial")].rstrip(".")  # "" for the old PATH.partial
+        if writer == "" or (writer.isdigit() and not _process_alive(int(writer))):
+            partial.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def existing_parent(path: str | Path) -> Path:
