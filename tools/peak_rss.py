@@ -2,10 +2,10 @@
 
     python -m tools.peak_rss --label suite --limit-gib 12 --summary .cache/ci_summary.txt -- CMD ...
 
-Two peaks are measured: all the command's processes together (the sum of their resident sets,
-sampled every second: what a machine must hold when a command runs processes side by side; pages
-two processes share count twice, so it errs high) and the largest single process (the kernel's
-own high-water mark, which sampling cannot miss). The limit applies to the larger of the two.
+Two peaks are measured: all the command's processes together (the sum of their proportional set
+sizes, sampled every two seconds: what a machine must hold when a command runs processes side by side,
+a page that processes share split between them) and the largest single process (the kernel's own
+high-water mark, which sampling cannot miss). The limit applies to the larger of the two.
 
 Exit status: the command's own if it failed; 3 if it passed but went over the limit.
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 GIB = 1024**3
-SAMPLE_SECONDS = 1.0
+SAMPLE_SECONDS = 2.0
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -45,15 +45,25 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def resident_bytes(pid: int) -> int:
+def proportional_bytes(pid: int) -> int:
+    """The process's proportional set size: its private pages and its share of shared ones (its
+    resident set where the kernel has no smaps_rollup)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, IndexError):  # it ended while we looked
+        return 0
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
-    except (OSError, ValueError, IndexError):  # it ended while we looked
+    except (OSError, ValueError, IndexError):
         return 0
 
 
 class TreeMemory:
-    """Samples the total resident memory of a process tree in a thread until stopped."""
+    """Samples the total proportional memory of a process tree in a thread until stopped."""
 
     def __init__(self, root: int, interval: float = SAMPLE_SECONDS):
         self.root, self.interval, self.peak = root, interval, 0
@@ -62,7 +72,7 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, sum(resident_bytes(pid) for pid in process_tree(self.root)))
+            self.peak = max(self.peak, sum(proportional_bytes(pid) for pid in process_tree(self.root)))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "TreeMemory":
