@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: set up .venv (CPU torch), build the real ComfyUI hosts the
 # host tests drive (.host/, ignored), and run the whole suite on the CPU.
-# With no arguments it runs six steps: the suite in two processes side by side; the keyframe host
-# tests beside the browser test; the in-process host suites in four groups, one process each;
+# With no arguments it runs eight steps: the suite in two processes side by side; the in-process
+# host suites in five groups and the browser test, one process each;
 # then the two-host tests (tests/test_host_versions.py), which start ComfyUI servers and a second
 # in-process suite of their own. Each step is measured (tools/peak_rss.py): its time and the peak
 # memory of its processes together are printed at the end, and a peak over
@@ -47,15 +47,13 @@ SUITE_SIDE=(tests/test_bgn_arms.py tests/test_training.py tests/test_kernels.py 
 ENCODERS_TEST=test_training_encoders_match_comfyuis
 HOST_GROUPS=(
     "host_nodes:tests/test_host.py tests/test_host_core_sampling.py tests/test_host_fidelity.py"
+    "host_keyframes:tests/test_host_keyframes.py"
     "host_mini:tests/test_host_mini.py tests/test_host_server.py"
+    "browser:tests/test_host_browser.py"
     "host_training:tests/test_host_training.py --deselect tests/test_host_training.py::$ENCODERS_TEST"
     "host_encoders:tests/test_host_training.py::$ENCODERS_TEST"
 )
-# two host groups light enough to run at once: the browser's server and Chromium beside
-# the keyframe tests
-KEYFRAMES=tests/test_host_keyframes.py
-BROWSER=tests/test_host_browser.py
-ignored=(--ignore=tests/test_host_versions.py "--ignore=$KEYFRAMES" "--ignore=$BROWSER")
+ignored=(--ignore=tests/test_host_versions.py)
 for group in "${HOST_GROUPS[@]}"; do
     for word in ${group#*:}; do
         if [[ $word == *.py ]]; then ignored+=("--ignore=$word"); fi
@@ -64,7 +62,6 @@ done
 for file in "${SUITE_SIDE[@]}"; do ignored+=("--ignore=$file"); done
 status=0
 side_by_side suite "${ignored[*]}" suite_side "${SUITE_SIDE[*]}" || status=$?
-side_by_side host_keyframes "$KEYFRAMES" browser "$BROWSER" || status=$?
 for group in "${HOST_GROUPS[@]}"; do
     # shellcheck disable=SC2086
     measured "${group%%:*}" ${group#*:} || status=$?
